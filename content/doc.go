@@ -1,0 +1,11 @@
+// Package content is regmend's local side: what a node's containerd content
+// store holds for an image.
+//
+// It builds the closure of a root descriptor (index → manifests → config and
+// layers) with each node's media type, size, platform and local presence; finds
+// which repositories a blob was pulled from and which indexes and image records
+// reference a digest, so a digest can be re-resolved through its parent.
+//
+// It only reads. It never writes to containerd's content store or image records,
+// and it never talks to a registry (that is package resolver).
+package content

@@ -1,0 +1,102 @@
+package content
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// gcRefPrefix starts the labels by which containerd links a parent blob to
+// its children (gc.ref.content.m.<i> for index entries, .config, .l.<i>).
+// They are set before platform filtering, so they may name absent content.
+const gcRefPrefix = "containerd.io/gc.ref.content."
+
+// BlobLister lists the local blobs with their labels.
+type BlobLister interface {
+	Walk(ctx context.Context, fn ctrcontent.WalkFunc, filters ...string) error
+}
+
+// ImageLister lists containerd's image records.
+type ImageLister interface {
+	List(ctx context.Context, filters ...string) ([]images.Image, error)
+}
+
+// Parents returns the digests of local blobs whose gc labels reference dgst:
+// the indexes holding a manifest, the manifests holding a config or layer.
+func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]digest.Digest, error) {
+	var out []digest.Digest
+	err := blobs.Walk(ctx, func(info ctrcontent.Info) error {
+		for k, v := range info.Labels {
+			if strings.HasPrefix(k, gcRefPrefix) && v == dgst.String() {
+				out = append(out, info.Digest)
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list local content: %w", err)
+	}
+	return out, nil
+}
+
+// Roots returns the topmost local descriptors whose closure holds dgst,
+// following parents upward: a child manifest that a registry lost is healed
+// through the index that names it. An image record's target is preferred
+// (it carries the media type); otherwise the media type is sniffed. dgst
+// itself is the root when nothing references it.
+func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister, dgst digest.Digest) ([]ocispec.Descriptor, error) {
+	var (
+		roots []ocispec.Descriptor
+		seen  = map[digest.Digest]bool{}
+	)
+	var climb func(d digest.Digest, depth int) error
+	climb = func(d digest.Digest, depth int) error {
+		if seen[d] || depth > MaxDepth {
+			return nil
+		}
+		seen[d] = true
+		parents, err := Parents(ctx, blobs, d)
+		if err != nil {
+			return err
+		}
+		if len(parents) == 0 {
+			desc, err := describeRoot(ctx, store, imgs, d)
+			if err != nil {
+				return err
+			}
+			roots = append(roots, desc)
+			return nil
+		}
+		for _, p := range parents {
+			if err := climb(p, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := climb(dgst, 0); err != nil {
+		return nil, err
+	}
+	return roots, nil
+}
+
+func describeRoot(ctx context.Context, store Store, imgs ImageLister, d digest.Digest) (ocispec.Descriptor, error) {
+	if imgs != nil {
+		records, err := imgs.List(ctx, "target.digest=="+d.String())
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("list local images: %w", err)
+		}
+		for _, img := range records {
+			if img.Target.MediaType != "" {
+				return img.Target, nil
+			}
+		}
+	}
+	return Describe(ctx, store, d)
+}

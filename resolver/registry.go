@@ -1,0 +1,179 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/errdefs"
+)
+
+// Remote reaches the registries regmend heals, configured as containerd is
+// on this node.
+type Remote struct {
+	hostsDir    string
+	credentials func(host string) (string, string, error)
+	exclude     []string // host:port of regmend's own mirror
+	registries  []string // allow-list; empty allows any
+	retry       retryPolicy
+}
+
+// RemoteOption configures a Remote.
+type RemoteOption func(*Remote) error
+
+// WithHostsDir reads registry host configuration (hosts.toml, certificates)
+// from dir, as containerd's config_path. The default is
+// /etc/containerd/certs.d; "" uses containerd's defaults for every registry.
+func WithHostsDir(dir string) RemoteOption {
+	return func(r *Remote) error { r.hostsDir = dir; return nil }
+}
+
+// WithAuthFile takes registry credentials from a docker-style config.json.
+// A missing file means no credentials. The default is none.
+func WithAuthFile(path string) RemoteOption {
+	return func(r *Remote) error {
+		creds, err := loadAuthFile(path)
+		if err != nil {
+			return err
+		}
+		r.credentials = creds
+		return nil
+	}
+}
+
+// WithExcludedHost never sends a request to hostport (regmend's own mirror
+// listen address), even when hosts.toml lists it.
+func WithExcludedHost(hostport string) RemoteOption {
+	return func(r *Remote) error { r.exclude = append(r.exclude, hostport); return nil }
+}
+
+// WithRegistries restricts pushes to the named registries (host[:port]).
+// The default allows any registry named explicitly by a caller.
+func WithRegistries(names ...string) RemoteOption {
+	return func(r *Remote) error {
+		for _, n := range names {
+			if err := ValidateRegistry(n); err != nil {
+				return err
+			}
+		}
+		r.registries = append(r.registries, names...)
+		return nil
+	}
+}
+
+// WithRetry sets how many times a transient registry failure (connection
+// drop, 408, 429, 5xx) is tried in all, with exponential backoff from base.
+// The default is 5 attempts from 200ms.
+func WithRetry(attempts int, base time.Duration) RemoteOption {
+	return func(r *Remote) error {
+		if attempts < 1 {
+			return fmt.Errorf("retry attempts %d: must be at least 1: %w", attempts, errdefs.ErrInvalidArgument)
+		}
+		r.retry = retryPolicy{attempts: attempts, base: base}
+		return nil
+	}
+}
+
+// NewRemote returns a Remote.
+func NewRemote(opts ...RemoteOption) (*Remote, error) {
+	r := &Remote{hostsDir: "/etc/containerd/certs.d", retry: defaultRetry}
+	for _, o := range opts {
+		if err := o(r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Allowed reports whether regmend may serve and heal registry.
+func (r *Remote) Allowed(registry string) bool {
+	return len(r.registries) == 0 || slices.Contains(r.registries, registry)
+}
+
+// Registries returns the allow-list.
+func (r *Remote) Registries() []string { return slices.Clone(r.registries) }
+
+// hosts returns the hosts containerd would use for registry, minus regmend's
+// own mirror.
+func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
+	opts := config.HostOptions{Credentials: r.credentials}
+	if r.hostsDir != "" {
+		opts.HostDir = config.HostDirFromRoot(r.hostsDir)
+	}
+	all, err := config.ConfigureHosts(ctx, opts)(registry)
+	if err != nil {
+		return nil, fmt.Errorf("hosts configuration for %s in %s: %w", registry, r.hostsDir, err)
+	}
+	var out []docker.RegistryHost
+	for _, h := range all {
+		if !r.excluded(h.Host) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+func (r *Remote) excluded(host string) bool {
+	for _, x := range r.exclude {
+		if sameHostPort(x, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHostPort compares two host:port strings, treating the loopback and
+// unspecified names of one port as the same listener.
+func sameHostPort(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp {
+		return false
+	}
+	local := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || h == "" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified()))
+	}
+	return local(ah) && local(bh)
+}
+
+// pushHost is the registry itself: the first push-capable host. Presence is
+// asked of it too, since a pull-through mirror's answer says nothing of what
+// the registry holds.
+func (r *Remote) pushHost(ctx context.Context, registry string) (docker.RegistryHost, error) {
+	if !r.Allowed(registry) {
+		return docker.RegistryHost{}, fmt.Errorf("registry %s is not in regmend's configured registries %v: %w", registry, r.registries, errdefs.ErrPermissionDenied)
+	}
+	hosts, err := r.hosts(ctx, registry)
+	if err != nil {
+		return docker.RegistryHost{}, err
+	}
+	for _, h := range hosts {
+		if h.Capabilities.Has(docker.HostCapabilityPush) {
+			return h, nil
+		}
+	}
+	return docker.RegistryHost{}, fmt.Errorf("no push-capable host for %s in hosts.toml under %s: %w", registry, r.hostsDir, errdefs.ErrNotFound)
+}
+
+// ValidateRegistry checks that name is a registry host[:port], without a
+// scheme or path.
+func ValidateRegistry(name string) error {
+	if name == "" || strings.ContainsAny(name, "/?#@ \t\n") {
+		return fmt.Errorf("registry %q: want host[:port] without scheme or path: %w", name, errdefs.ErrInvalidArgument)
+	}
+	u, err := url.Parse("dummy://" + name)
+	if err != nil || u.Host != name || u.Hostname() == "" {
+		return fmt.Errorf("registry %q: want host[:port]: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
