@@ -6,8 +6,8 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/docker/cli/cli/config/configfile"
 	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/config/configfile"
 )
 
 // loadAuthFile reads a docker-style config.json (auths, credential helpers)

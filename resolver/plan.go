@@ -20,7 +20,9 @@ type Target struct {
 	Root       ocispec.Descriptor `json:"root"`
 }
 
-func (t Target) String() string { return t.Registry + "/" + t.Repository + "@" + t.Root.Digest.String() }
+func (t Target) String() string {
+	return t.Registry + "/" + t.Repository + "@" + t.Root.Digest.String()
+}
 
 // Status is what is, or after a heal what became, of a node at the registry.
 type Status string
