@@ -3,6 +3,7 @@ package content
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
@@ -26,14 +27,14 @@ type ImageLister interface {
 	List(ctx context.Context, filters ...string) ([]images.Image, error)
 }
 
-// Parents returns the digests of local blobs whose gc labels reference dgst:
-// the indexes holding a manifest, the manifests holding a config or layer.
-func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]digest.Digest, error) {
-	var out []digest.Digest
+// Parents returns the local blobs whose gc labels reference dgst: the
+// indexes holding a manifest, the manifests holding a config or layer.
+func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]ctrcontent.Info, error) {
+	var out []ctrcontent.Info
 	err := blobs.Walk(ctx, func(info ctrcontent.Info) error {
 		for k, v := range info.Labels {
 			if strings.HasPrefix(k, gcRefPrefix) && v == dgst.String() {
-				out = append(out, info.Digest)
+				out = append(out, info)
 				return nil
 			}
 		}
@@ -45,12 +46,14 @@ func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]diges
 	return out, nil
 }
 
-// Roots returns the topmost local descriptors whose closure holds dgst,
-// following parents upward: a child manifest that a registry lost is healed
-// through the index that names it. An image record's target is preferred
-// (it carries the media type); otherwise the media type is sniffed. dgst
-// itself is the root when nothing references it.
-func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister, dgst digest.Digest) ([]ocispec.Descriptor, error) {
+// Roots returns the topmost local descriptors whose closure holds dgst and
+// that were pulled from repo of registry, following parents upward: a child
+// manifest that a registry lost is healed through the index that names it.
+// A parent pulled from elsewhere is not followed, so a heal never pushes an
+// index into a repository it did not come from. An image record's target
+// is preferred (it carries the media type); otherwise the media type is
+// sniffed. dgst itself is the root when no such parent references it.
+func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister, registry, repo string, dgst digest.Digest) ([]ocispec.Descriptor, error) {
 	var (
 		roots []ocispec.Descriptor
 		seen  = map[digest.Digest]bool{}
@@ -65,19 +68,24 @@ func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister,
 		if err != nil {
 			return err
 		}
-		if len(parents) == 0 {
-			desc, err := describeRoot(ctx, store, imgs, d)
-			if err != nil {
+		followed := false
+		for _, p := range parents {
+			if !slices.Contains(Sources(p.Labels, registry), repo) {
+				continue
+			}
+			followed = true
+			if err := climb(p.Digest, depth+1); err != nil {
 				return err
 			}
-			roots = append(roots, desc)
+		}
+		if followed {
 			return nil
 		}
-		for _, p := range parents {
-			if err := climb(p, depth+1); err != nil {
-				return err
-			}
+		desc, err := describeRoot(ctx, store, imgs, d)
+		if err != nil {
+			return err
 		}
+		roots = append(roots, desc)
 		return nil
 	}
 	if err := climb(dgst, 0); err != nil {
@@ -86,6 +94,7 @@ func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister,
 	return roots, nil
 }
 
+// describeRoot describes a digest named by no parent.
 func describeRoot(ctx context.Context, store Store, imgs ImageLister, d digest.Digest) (ocispec.Descriptor, error) {
 	if imgs != nil {
 		records, err := imgs.List(ctx, "target.digest=="+d.String())

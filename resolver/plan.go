@@ -54,7 +54,6 @@ type Plan struct {
 	Closure *content.Closure
 	status  map[digest.Digest]Status
 	reason  map[digest.Digest]string
-	heads   int64
 }
 
 // Status returns a node's status in the plan.
@@ -126,7 +125,6 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	for _, n := range nodes {
 		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
 	}
-	p.heads = pl.sess.counts.heads
 	return p, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/errdefs"
+	"golang.org/x/time/rate"
 )
 
 // Remote reaches the registries regmend heals, configured as containerd is
@@ -22,6 +23,7 @@ type Remote struct {
 	exclude     []string // host:port of regmend's own mirror
 	registries  []string // allow-list; empty allows any
 	retry       retryPolicy
+	limiter     *rate.Limiter // nil: unlimited
 }
 
 // RemoteOption configures a Remote.
@@ -76,6 +78,19 @@ func WithRetry(attempts int, base time.Duration) RemoteOption {
 			return fmt.Errorf("retry attempts %d: must be at least 1: %w", attempts, errdefs.ErrInvalidArgument)
 		}
 		r.retry = retryPolicy{attempts: attempts, base: base}
+		return nil
+	}
+}
+
+// WithRequestRate limits the requests sent to registries to perSecond on
+// average with bursts of burst, so a fleet of nodes checking at once does
+// not flatten an edge registry. The default is unlimited.
+func WithRequestRate(perSecond float64, burst int) RemoteOption {
+	return func(r *Remote) error {
+		if perSecond <= 0 || burst < 1 {
+			return fmt.Errorf("request rate %g/s burst %d: both must be positive: %w", perSecond, burst, errdefs.ErrInvalidArgument)
+		}
+		r.limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
 		return nil
 	}
 }

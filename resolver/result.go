@@ -52,7 +52,7 @@ func (r *Result) status(p *Plan, d digest.Digest) Status {
 }
 
 func (r *Result) finish(p *Plan, sess *session, took time.Duration) {
-	r.Duration, r.Requests = took, sess.counts.heads+sess.counts.writes
+	r.Duration, r.Requests = took, sess.counts.heads.Load()+sess.counts.writes.Load()
 	if p == nil {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes"
@@ -15,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/time/rate"
 )
 
 // manifestAccept lists every manifest type regmend handles, so a registry
@@ -35,10 +37,19 @@ type session struct {
 	tracker        docker.StatusTracker
 	retry          retryPolicy
 	counts         *requestCounts
+	limiter        *rate.Limiter
+}
+
+// wait takes a token from the request-rate limit, if there is one.
+func (s *session) wait(ctx context.Context) error {
+	if s.limiter == nil {
+		return nil
+	}
+	return s.limiter.Wait(ctx)
 }
 
 // requestCounts counts the requests a heal sent, by kind.
-type requestCounts struct{ heads, writes int64 }
+type requestCounts struct{ heads, writes atomic.Int64 }
 
 func (r *Remote) session(ctx context.Context, registry, repo string) (*session, error) {
 	if err := ValidateRepository(repo); err != nil {
@@ -48,7 +59,7 @@ func (r *Remote) session(ctx context.Context, registry, repo string) (*session, 
 	if err != nil {
 		return nil, err
 	}
-	s := &session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}}
+	s := &session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}
 	return s.renew(), nil
 }
 
@@ -110,7 +121,10 @@ func (s *session) headOnce(ctx context.Context, u string, reauth bool) (*http.Re
 	if client == nil {
 		client = http.DefaultClient
 	}
-	s.counts.heads++
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	s.counts.heads.Add(1)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("HEAD %s: %w", u, err)
@@ -193,7 +207,10 @@ func (s *session) push(ctx context.Context, object string, desc ocispec.Descript
 	// One tracker key per object, so binding a tag to a manifest pushed
 	// moments before by digest is not taken for the same push.
 	ctx = remotes.WithMediaTypeKeyPrefix(ctx, desc.MediaType, "regmend"+object)
-	s.counts.writes++
+	if err := s.wait(ctx); err != nil {
+		return 0, err
+	}
+	s.counts.writes.Add(1)
 	w, err := pusher.Push(ctx, desc)
 	if errdefs.IsAlreadyExists(err) {
 		st, _ := s.tracker.GetStatus(remotes.MakeRefKey(ctx, desc))

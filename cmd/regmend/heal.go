@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli/v3"
+
+	"github.com/regmend/regmend/resolver"
+)
+
+func healCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "heal",
+		Usage:     "re-push an image the registry lost, leaves first, from containerd's content store",
+		ArgsUsage: "REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG",
+		Description: `A digest is healed through the local indexes that reference it, so a lost
+child manifest is restored under its index. A tag names the local image
+record. An orphan (a root the registry no longer holds) gets a retention tag
+sha256-<hex>.regmend so the next garbage collection keeps it.
+
+Exit status: 0 healed or nothing to do, 3 partly healed (what is absent both
+here and in the registry is listed), 1 error, 2 usage.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; write nothing"},
+			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
+			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "requests in flight at once"},
+			outputFlag(),
+		},
+		Action: runHeal,
+	}
+}
+
+func runHeal(ctx context.Context, cmd *cli.Command) error {
+	if cmd.NArg() != 1 {
+		return usageError("heal takes one image reference, got %d", cmd.NArg())
+	}
+	ref, err := parseRef(cmd.Args().First())
+	if err != nil {
+		return err
+	}
+	if r := cmd.String("retain"); r != "tag" && r != "none" {
+		return usageError("--retain %q: want tag or none", r)
+	}
+	n, ctx, err := connect(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	rem, err := remote(cmd)
+	if err != nil {
+		return err
+	}
+	healer, err := resolver.NewHealer(n.store(), rem,
+		resolver.WithRetention(cmd.String("retain")), resolver.WithConcurrency(int(cmd.Int("concurrency"))))
+	if err != nil {
+		return &exitCode{code: exitUsage, err: err}
+	}
+	targets, err := n.targets(ctx, ref)
+	if err != nil {
+		return err
+	}
+	out := newPrinter(cmd)
+	var partial error
+	for _, t := range targets {
+		if cmd.Bool("dry-run") {
+			plan, err := healer.Plan(ctx, t)
+			if err != nil {
+				return err
+			}
+			out.plan(plan)
+			continue
+		}
+		res, err := healer.Heal(ctx, t)
+		if res != nil {
+			out.result(res)
+		}
+		switch {
+		case errdefs.IsNotFound(err) && res != nil:
+			partial = errors.Join(partial, err)
+		case err != nil:
+			return err
+		}
+	}
+	if err := out.flush(); err != nil {
+		return err
+	}
+	if partial != nil {
+		return &exitCode{code: exitDamaged, err: fmt.Errorf("partly healed: %w", partial)}
+	}
+	return nil
+}
