@@ -8,7 +8,6 @@ import (
 	"io"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -100,23 +99,28 @@ func Describe(ctx context.Context, store Store, dgst digest.Digest) (ocispec.Des
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	desc.MediaType, err = MediaTypeOf(b, dgst)
+	return desc, err
+}
+
+// MediaTypeOf sniffs the media type of a manifest or index document: its
+// mediaType field, else its shape ("manifests" for an index, "config" for a
+// manifest).
+func MediaTypeOf(b []byte, dgst digest.Digest) (string, error) {
 	doc, err := parseDocument(b, dgst)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return "", err
 	}
+	mt := doc.MediaType
 	switch {
-	case doc.MediaType != "":
-		desc.MediaType = doc.MediaType
+	case mt != "":
 	case len(doc.Manifests) != 0:
-		desc.MediaType = ocispec.MediaTypeImageIndex
+		mt = ocispec.MediaTypeImageIndex
 	case doc.Config != nil:
-		desc.MediaType = ocispec.MediaTypeImageManifest
+		mt = ocispec.MediaTypeImageManifest
 	}
-	if k := KindOf(desc.MediaType); !k.IsManifest() {
-		return ocispec.Descriptor{}, fmt.Errorf("local content %s is not a manifest or index (media type %q): %w", dgst, desc.MediaType, errdefs.ErrInvalidArgument)
+	if !KindOf(mt).IsManifest() {
+		return "", fmt.Errorf("local content %s is not a manifest or index (media type %q): %w", dgst, mt, errdefs.ErrInvalidArgument)
 	}
-	if images.IsDockerType(desc.MediaType) && desc.MediaType != images.MediaTypeDockerSchema2Manifest && desc.MediaType != images.MediaTypeDockerSchema2ManifestList {
-		return ocispec.Descriptor{}, fmt.Errorf("local content %s has unsupported media type %q: %w", dgst, desc.MediaType, errdefs.ErrNotImplemented)
-	}
-	return desc, nil
+	return mt, nil
 }

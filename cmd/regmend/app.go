@@ -39,6 +39,7 @@ first, so every node can pull it again.`,
 		Commands: []*cli.Command{
 			healCommand(),
 			inspectCommand(),
+			serveCommand(),
 			versionCommand(),
 		},
 	}

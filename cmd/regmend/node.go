@@ -25,7 +25,10 @@ type node struct {
 
 // connect dials containerd and returns ctx carrying the namespace.
 func connect(ctx context.Context, cmd *cli.Command) (*node, context.Context, error) {
-	addr, ns := cmd.String(flagAddress), cmd.String(flagNamespace)
+	return dial(ctx, cmd.String(flagAddress), cmd.String(flagNamespace))
+}
+
+func dial(ctx context.Context, addr, ns string) (*node, context.Context, error) {
 	c, err := client.New(addr, client.WithDefaultNamespace(ns))
 	if err != nil {
 		return nil, ctx, fmt.Errorf("connect to containerd at %s: %w", addr, err)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/urfave/cli/v3"
+
+	"github.com/regmend/regmend/internal/daemon"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the fallback mirror, background heals and the periodic sweep",
+		Description: `List regmend after the registry in the registry's hosts.toml (see 'regmend
+hosts'): containerd asks it only after the registry answered 404, and regmend
+serves the content from this node's content store and re-pushes it in the
+background. Settings come from the -c TOML file; flags override it.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: daemon.DefaultListen, Usage: "mirror `address` (loopback unless you mean otherwise)"},
+			&cli.StringFlag{Name: "metrics-listen", Value: daemon.DefaultMetricsListen, Usage: "/metrics and /healthz `address`; empty disables"},
+			&cli.StringSliceFlag{Name: "registry", Usage: "registry `host[:port]` to serve and heal (repeatable)"},
+			&cli.DurationFlag{Name: "sweep-interval", Value: daemon.DefaultSweepInterval, Usage: "check and heal every image this often; 0 disables"},
+			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
+			&cli.IntFlag{Name: "workers", Value: 2, Usage: "heals running at once"},
+			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `level`: debug, info, warn, error"},
+		},
+		Action: runServe,
+	}
+}
+
+// serveConfig merges the config file and the flags set on the command line.
+func serveConfig(cmd *cli.Command) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
+	if path := cmd.String(flagConfig); path != "" {
+		var err error
+		if cfg, err = daemon.LoadFile(path); err != nil {
+			return cfg, &exitCode{code: exitUsage, err: err}
+		}
+	}
+	set := func(name string, apply func()) {
+		if cmd.IsSet(name) {
+			apply()
+		}
+	}
+	set(flagNamespace, func() { cfg.Namespace = cmd.String(flagNamespace) })
+	set(flagHostsDir, func() { cfg.HostsDir = cmd.String(flagHostsDir) })
+	set(flagAuthFile, func() { cfg.AuthFile = cmd.String(flagAuthFile) })
+	set("listen", func() { cfg.Listen = cmd.String("listen") })
+	set("metrics-listen", func() { cfg.MetricsListen = cmd.String("metrics-listen") })
+	set("registry", func() { cfg.Registries = cmd.StringSlice("registry") })
+	set("sweep-interval", func() { cfg.SweepInterval = daemon.Duration(cmd.Duration("sweep-interval")) })
+	set("retain", func() { cfg.Retain = cmd.String("retain") })
+	set("workers", func() { cfg.Workers = int(cmd.Int("workers")) })
+	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
+	if err := cfg.Validate(); err != nil {
+		return cfg, &exitCode{code: exitUsage, err: err}
+	}
+	if len(cfg.Registries) == 0 {
+		return cfg, usageError("name the registries to serve and heal: --registry HOST[:PORT] (repeatable) or registries in the config file")
+	}
+	return cfg, nil
+}
+
+func runServe(ctx context.Context, cmd *cli.Command) error {
+	if err := log.SetLevel(cmd.String("log-level")); err != nil {
+		return usageError("--log-level: %v", err)
+	}
+	_ = log.SetFormat(log.JSONFormat)
+	cfg, err := serveConfig(cmd)
+	if err != nil {
+		return err
+	}
+	n, ctx, err := dial(ctx, cmd.String(flagAddress), cfg.Namespace)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	d, err := daemon.New(cfg, daemon.Stores{Content: n.client.ContentStore(), Images: n.images(), Events: n.client.EventService()})
+	if err != nil {
+		return err
+	}
+	log.G(ctx).WithField("registries", cfg.Registries).WithField("namespace", cfg.Namespace).
+		WithField("sweep_interval", time.Duration(cfg.SweepInterval)).Info("regmend serving")
+	return d.Run(ctx, func(net.Addr) {})
+}

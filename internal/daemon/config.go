@@ -1,0 +1,139 @@
+// Package daemon runs regmend on a node: the fallback mirror, the background
+// heal queue, the periodic sweep and the metrics endpoint. `regmend serve`
+// and the containerd plugin both run it; they differ only in how they reach
+// containerd's stores (gRPC client or in-process).
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/regmend/regmend/resolver"
+)
+
+// Config holds the daemon's settings: the `regmend serve -c` file and the
+// plugin's [plugins."io.containerd.server.v1.regmend"] section.
+type Config struct {
+	// Listen is the mirror's address. Loopback by default: the mirror serves
+	// this node's content to this node's containerd.
+	Listen string `toml:"listen"`
+	// MetricsListen serves /metrics and /healthz; "" disables it.
+	MetricsListen string `toml:"metrics_listen"`
+	// Registries are the registries served and healed (host[:port]).
+	// Nothing is served or healed until at least one is named.
+	Registries []string `toml:"registries"`
+	// Namespace is the containerd namespace holding the images.
+	Namespace string `toml:"namespace"`
+	// HostsDir is containerd's registry config_path.
+	HostsDir string `toml:"hosts_dir"`
+	// AuthFile is a docker-style config.json with registry credentials.
+	AuthFile string `toml:"auth_file"`
+	// SweepInterval is how often every image is checked and healed; 0
+	// disables the sweep.
+	SweepInterval Duration `toml:"sweep_interval"`
+	// Retain is "tag" (bind a retention tag to a re-pushed orphan) or "none".
+	Retain string `toml:"retain"`
+	// QueueSize bounds the background heals waiting.
+	QueueSize int `toml:"queue_size"`
+	// Workers is how many heals run at once.
+	Workers int `toml:"workers"`
+}
+
+// Default settings.
+const (
+	DefaultListen        = "127.0.0.1:5050"
+	DefaultMetricsListen = "127.0.0.1:5051"
+	DefaultSweepInterval = 30 * time.Minute
+)
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:        DefaultListen,
+		MetricsListen: DefaultMetricsListen,
+		Namespace:     "k8s.io",
+		HostsDir:      "/etc/containerd/certs.d",
+		SweepInterval: Duration(DefaultSweepInterval),
+		Retain:        "tag",
+		QueueSize:     256,
+		Workers:       2,
+	}
+}
+
+// LoadFile reads a TOML config file over the defaults. Unknown keys are an
+// error naming the key, so a typo is not silently ignored.
+func LoadFile(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config file: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return cfg, fmt.Errorf("config file %s: unknown setting: %s: %w", path, sm.String(), errdefs.ErrInvalidArgument)
+		}
+		return cfg, fmt.Errorf("config file %s: %v: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	return cfg, nil
+}
+
+// Validate checks every setting, naming the first that is wrong.
+func (c Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf(format+": %w", append(a, errdefs.ErrInvalidArgument)...)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen %q: want host:port", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return bad("metrics_listen %q: want host:port", c.MetricsListen)
+		}
+	}
+	for _, r := range c.Registries {
+		if err := resolver.ValidateRegistry(r); err != nil {
+			return fmt.Errorf("registries: %w", err)
+		}
+	}
+	switch {
+	case c.Namespace == "":
+		return bad("namespace is empty")
+	case c.SweepInterval < 0:
+		return bad("sweep_interval %s is negative", c.SweepInterval)
+	case c.Retain != "tag" && c.Retain != "none":
+		return bad("retain %q: want tag or none", c.Retain)
+	case c.QueueSize < 1:
+		return bad("queue_size %d: must be at least 1", c.QueueSize)
+	case c.Workers < 1:
+		return bad("workers %d: must be at least 1", c.Workers)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as "30m" in TOML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d Duration) String() string { return time.Duration(d).String() }

@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver"
+)
+
+// ContentStore is what the daemon reads of containerd's content store.
+type ContentStore interface {
+	content.Store
+	content.BlobLister
+}
+
+// Stores are containerd's stores, over gRPC or in-process.
+type Stores struct {
+	Content ContentStore
+	Images  content.ImageLister
+	// Events, when set, lets a new image trigger a sweep.
+	Events events.Subscriber
+}
+
+// Daemon is a configured regmend node agent.
+type Daemon struct {
+	cfg     Config
+	stores  Stores
+	healer  *resolver.Healer
+	queue   *resolver.Queue
+	mirror  *resolver.Mirror
+	metrics *resolver.Metrics
+	reg     *prometheus.Registry
+}
+
+// New validates cfg and builds the daemon. excludeSelf keeps regmend from
+// ever calling its own mirror, whatever hosts.toml lists.
+func New(cfg Config, stores Stores) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	remote, err := resolver.NewRemote(
+		resolver.WithHostsDir(cfg.HostsDir),
+		resolver.WithAuthFile(cfg.AuthFile),
+		resolver.WithExcludedHost(cfg.Listen),
+		resolver.WithRegistries(cfg.Registries...),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Registries) == 0 {
+		return nil, fmt.Errorf("no registries configured: regmend serves and heals only the registries it is given")
+	}
+	d := &Daemon{cfg: cfg, stores: stores, reg: prometheus.NewRegistry()}
+	d.metrics = resolver.NewMetrics(d.reg)
+	d.healer, err = resolver.NewHealer(stores.Content, remote, resolver.WithRetention(cfg.Retain))
+	if err != nil {
+		return nil, err
+	}
+	roots := resolver.LocalRoots{Store: stores.Content, Blobs: stores.Content, Images: stores.Images}
+	d.queue, err = resolver.NewQueue(d.healer, roots,
+		resolver.WithQueueSize(cfg.QueueSize), resolver.WithWorkers(cfg.Workers), resolver.WithQueueMetrics(d.metrics))
+	if err != nil {
+		return nil, err
+	}
+	d.mirror = resolver.NewMirror(stores.Content, remote, resolver.WithHealQueue(d.queue), resolver.WithMirrorMetrics(d.metrics))
+	return d, nil
+}
+
+// Mirror returns the mirror's HTTP handler.
+func (d *Daemon) Mirror() http.Handler { return d.mirror }
+
+// Queue returns the background heal queue.
+func (d *Daemon) Queue() *resolver.Queue { return d.queue }
+
+// Run serves until ctx is done, then shuts the servers down gracefully.
+// ready, if set, is called with the mirror's bound address.
+func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
+	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
+	mirrorLn, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("mirror listen: %w", err)
+	}
+	logListen(ctx, mirrorLn.Addr())
+	servers := []*http.Server{{Handler: d.mirror, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{mirrorLn}
+	if d.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", d.cfg.MetricsListen)
+		if err != nil {
+			mirrorLn.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, ln)
+		log.G(ctx).WithField("address", ln.Addr().String()).Info("regmend metrics and /healthz listening")
+	}
+	if ready != nil {
+		ready(mirrorLn.Addr())
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		g.Go(func() error {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return d.queue.Run(gctx) })
+	g.Go(func() error { return d.sweep(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, srv := range servers {
+			srv.Shutdown(sctx)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+func logListen(ctx context.Context, addr net.Addr) {
+	l := log.G(ctx).WithField("address", addr.String())
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+		l.Warn("regmend mirror listening on a non-loopback address: other hosts can read this node's images through it")
+		return
+	}
+	l.Info("regmend mirror listening (loopback only)")
+}

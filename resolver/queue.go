@@ -1,0 +1,238 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regmend/regmend/content"
+)
+
+// RootFinder finds what to heal for a digest requested from registry/repo:
+// the topmost local descriptors whose closure holds it.
+type RootFinder interface {
+	Roots(ctx context.Context, registry, repo string, d digest.Digest) ([]ocispec.Descriptor, error)
+}
+
+// LocalRoots finds roots in containerd's content store and image records.
+type LocalRoots struct {
+	Store  content.Store
+	Blobs  content.BlobLister
+	Images content.ImageLister
+}
+
+// Roots implements RootFinder with content.Roots.
+func (l LocalRoots) Roots(ctx context.Context, registry, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
+	return content.Roots(ctx, l.Store, l.Blobs, l.Images, registry, repo, d)
+}
+
+// Queue heals in the background what the mirror served. It is bounded: when
+// full, or while a registry keeps failing, requests are dropped (and counted)
+// rather than piling up; the next request or sweep asks again. A digest
+// healed a moment ago is not checked again on every request.
+type Queue struct {
+	healer  *Healer
+	roots   RootFinder
+	metrics *Metrics
+	workers int
+	recheck time.Duration
+	timeout time.Duration
+	jobs    chan healJob
+
+	mu      sync.Mutex
+	pending map[healJob]bool
+	recent  map[healJob]time.Time     // not before
+	down    map[string]registryStatus // registry → backoff
+}
+
+type healJob struct {
+	registry, repo string
+	digest         digest.Digest
+}
+
+type registryStatus struct {
+	until time.Time
+	delay time.Duration
+}
+
+// QueueOption configures a Queue.
+type QueueOption func(*Queue) error
+
+// WithQueueSize bounds the heals waiting. The default is 256.
+func WithQueueSize(n int) QueueOption {
+	return func(q *Queue) error {
+		if n < 1 {
+			return fmt.Errorf("queue size %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		q.jobs = make(chan healJob, n)
+		return nil
+	}
+}
+
+// WithWorkers sets how many heals run at once. The default is 2.
+func WithWorkers(n int) QueueOption {
+	return func(q *Queue) error {
+		if n < 1 {
+			return fmt.Errorf("workers %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		q.workers = n
+		return nil
+	}
+}
+
+// WithRecheckAfter sets how long a healed digest is not checked again. The
+// default is 5 minutes.
+func WithRecheckAfter(d time.Duration) QueueOption {
+	return func(q *Queue) error { q.recheck = d; return nil }
+}
+
+// WithQueueMetrics records queue depth, drops and heal outcomes.
+func WithQueueMetrics(m *Metrics) QueueOption {
+	return func(q *Queue) error { q.metrics = m; return nil }
+}
+
+// Backoff bounds for a failing registry.
+const (
+	minRegistryBackoff = 2 * time.Second
+	maxRegistryBackoff = 5 * time.Minute
+)
+
+// NewQueue returns a Queue healing with healer the roots that roots finds.
+func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, error) {
+	q := &Queue{
+		healer: healer, roots: roots, workers: 2, recheck: 5 * time.Minute, timeout: 10 * time.Minute,
+		jobs:    make(chan healJob, 256),
+		pending: map[healJob]bool{}, recent: map[healJob]time.Time{}, down: map[string]registryStatus{},
+	}
+	for _, o := range opts {
+		if err := o(q); err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// Enqueue asks for a heal of what holds d in registry/repo. It never blocks
+// and reports whether a heal was queued; a request already queued or
+// running is shared.
+func (q *Queue) Enqueue(registry, repo string, d digest.Digest) bool {
+	j := healJob{registry, repo, d}
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.pending[j]:
+		return false
+	case now.Before(q.recent[j]):
+		q.metrics.drop("recent")
+		return false
+	case now.Before(q.down[registry].until):
+		q.metrics.drop("backoff")
+		return false
+	}
+	select {
+	case q.jobs <- j:
+		q.pending[j] = true
+		q.metrics.depth(len(q.jobs))
+		return true
+	default:
+		q.metrics.drop("full")
+		return false
+	}
+}
+
+// Len returns the heals waiting or running.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
+}
+
+// Run heals queued requests until ctx is done.
+func (q *Queue) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range q.workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-q.jobs:
+					q.metrics.depth(len(q.jobs))
+					q.run(ctx, j)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (q *Queue) run(ctx context.Context, j healJob) {
+	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	defer cancel()
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("registry", j.registry).WithField("repo", j.repo).WithField("digest", j.digest))
+	err := q.heal(ctx, j)
+	now := time.Now()
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.pending, j)
+	switch {
+	case err == nil || errors.Is(err, errNotHealable):
+		delete(q.down, j.registry)
+		q.remember(j, now.Add(q.recheck))
+	case transient(err):
+		st := q.down[j.registry]
+		st.delay = min(max(2*st.delay, minRegistryBackoff), maxRegistryBackoff)
+		st.until = now.Add(st.delay)
+		q.down[j.registry] = st
+		log.G(ctx).WithError(err).WithField("retry_after", st.delay).Warn("heal failed; registry backing off")
+	default:
+		q.remember(j, now.Add(q.recheck))
+		log.G(ctx).WithError(err).Warn("heal failed")
+	}
+}
+
+// remember records a finished job, pruning expired entries so the map stays
+// as small as the set of recently requested digests.
+func (q *Queue) remember(j healJob, until time.Time) {
+	if len(q.recent) > 4096 {
+		now := time.Now()
+		for k, t := range q.recent {
+			if now.After(t) {
+				delete(q.recent, k)
+			}
+		}
+	}
+	q.recent[j] = until
+}
+
+func (q *Queue) heal(ctx context.Context, j healJob) error {
+	roots, err := q.roots.Roots(ctx, j.registry, j.repo, j.digest)
+	if err != nil {
+		return fmt.Errorf("find what holds %s: %w", j.digest, err)
+	}
+	var errs []error
+	for _, root := range roots {
+		start := time.Now()
+		res, err := q.healer.Heal(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root})
+		q.metrics.heal(res, err, time.Since(start))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if res.Pushed+res.Mounted > 0 {
+			log.G(ctx).WithField("root", root.Digest).WithField("pushed", res.Pushed).WithField("bytes", res.BytesPushed).
+				WithField("retention_tags", res.RetentionTags).Info("healed registry")
+		}
+	}
+	return errors.Join(errs...)
+}
