@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regmend/regmend/test/e2e/harness"
+)
+
+// orphanScenario is DESIGN.md §1's first failure, reproduced for real: node
+// A pulled app:v1 (D1), the tag moved to an index, and the registry's GC
+// reaped D1 and its blobs.
+type orphanScenario struct {
+	reg   *harness.Registry
+	nodeA *harness.Containerd
+	img   harness.PushedImage
+	idx   harness.PushedIndex
+	d1    digest.Digest
+}
+
+func reapOrphan(ctx context.Context, t *testing.T) *orphanScenario {
+	t.Helper()
+	s := &orphanScenario{reg: harness.StartRegistry(t, harness.RegistryOptions{})}
+	s.nodeA = harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeA"})
+	s.nodeA.UseRegistry(s.reg)
+	s.img = harness.PushImage(ctx, t, s.reg.Ref("app:v1"), harness.ImageSpec{Layers: 2, LayerSize: 64 << 10})
+	s.d1 = s.img.Digest
+	if _, err := s.nodeA.Pull(ctx, s.reg.Ref("app:v1")); err != nil {
+		t.Fatalf("node A pull app:v1: %v", err)
+	}
+	s.idx = harness.PushIndex(ctx, t, s.reg.Ref("app:v1"), harness.IndexSpec{Platforms: []string{harness.HostPlatform, otherPlatform()}})
+	s.reg.GarbageCollect()
+	if s.reg.ManifestExists("app", s.d1) {
+		t.Fatalf("GC kept D1 %s: the scenario did not reproduce", s.d1)
+	}
+	return s
+}
+
+// regmend runs the regmend binary against node, returning its combined
+// output and exit code.
+func regmend(ctx context.Context, t *testing.T, node *harness.Containerd, args ...string) (string, int) {
+	t.Helper()
+	bin := harness.ProductBinary(t, "regmend")
+	full := append([]string{"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir()}, args...)
+	cmd := exec.CommandContext(ctx, bin, full...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run regmend %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+// writes counts the requests in reqs that change the registry.
+func writes(reqs []harness.Request) []string {
+	var out []string
+	for _, r := range reqs {
+		if r.Method != "GET" && r.Method != "HEAD" {
+			out = append(out, r.Method+" "+r.URI)
+		}
+	}
+	return out
+}
+
+func mustPull(ctx context.Context, t *testing.T, node *harness.Containerd, ref string) {
+	t.Helper()
+	if out, err := node.Pull(ctx, ref); err != nil {
+		t.Fatalf("pull %s: %v\n%s", ref, err, out)
+	}
+}
+
+func mustFailPull(ctx context.Context, t *testing.T, node *harness.Containerd, ref string) {
+	t.Helper()
+	out, err := node.Pull(ctx, ref)
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("pull %s: want a not found error, got err=%v out=%q", ref, err, out)
+	}
+}
