@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/test/e2e/harness"
+)
+
+// TestServeHealsOnPull: with regmend listed after the registry in
+// hosts.toml, a CRI pull of a reaped digest the node holds succeeds with no
+// manual step, and the registry is healed in the background so a fresh node
+// pulls it too.
+func TestServeHealsOnPull(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s := reapOrphan(ctx, t)
+	srv := startServe(t, s.nodeA, s.reg)
+	useMirror(ctx, t, s.nodeA, s.reg, srv)
+	ref := s.reg.Ref("app@" + s.d1.String())
+
+	start := time.Now()
+	mustPull(ctx, t, s.nodeA, ref)
+	t.Logf("CRI pull of the reaped digest through regmend: %s", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 30*time.Second, "registry healed", func() bool {
+		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		return ok && d == s.d1
+	})
+	for _, d := range s.img.Blobs() {
+		if !s.reg.BlobExists("app", d) {
+			t.Errorf("blob %s not healed", d)
+		}
+	}
+	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
+		t.Errorf("app:v1 moved to %s", got)
+	}
+	fresh := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh"})
+	fresh.UseRegistry(s.reg)
+	mustPull(ctx, t, fresh, ref)
+
+	// A healthy pull never reaches regmend.
+	served := srv.metric(t, "regmend_mirror_requests_total")
+	mustPull(ctx, t, s.nodeA, s.reg.Ref("app:v1"))
+	if after := srv.metric(t, "regmend_mirror_requests_total"); after != served {
+		t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", served, after)
+	}
+	if n := srv.metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
+		t.Errorf("regmend_heals_total{result=healed} = %v, want at least 1", n)
+	}
+
+	// Through ctr (the transfer service) too: a second orphan.
+	d2 := reapAnother(ctx, t, s, "other")
+	out, err := s.nodeA.Ctr(ctx, "images", "pull", "--hosts-dir", s.nodeA.HostsDir(), s.reg.Ref("other@"+d2.String()))
+	if err != nil {
+		t.Fatalf("ctr images pull of a reaped digest through regmend: %v\n%s", err, out)
+	}
+	waitFor(t, 30*time.Second, "registry healed after the ctr pull", func() bool { return s.reg.ManifestExists("other", d2) })
+
+	// With regmend stopped, a pull of a reaped digest fails quickly with
+	// "not found", exactly as without regmend.
+	srv.proc.Stop()
+	s.reg.DeleteManifest("other", d2)
+	start = time.Now()
+	mustFailPull(ctx, t, s.nodeA, s.reg.Ref("other@"+d2.String()))
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("pull with regmend down took %s; it must fail fast", took)
+	}
+}
+
+// useMirror writes the registry's hosts.toml with regmend after it.
+func useMirror(ctx context.Context, t *testing.T, node *harness.Containerd, reg *harness.Registry, srv *server) {
+	t.Helper()
+	node.UseRegistry(reg, harness.HostEntry(srv.mirror, "pull", "resolve"))
+}
+
+// reapAnother makes a second orphan on node A in repo: pulled, tag moved,
+// garbage collected.
+func reapAnother(ctx context.Context, t *testing.T, s *orphanScenario, repo string) digest.Digest {
+	t.Helper()
+	img := harness.PushImage(ctx, t, s.reg.Ref(repo+":v1"), harness.ImageSpec{Layers: 1, LayerSize: 4096})
+	mustPull(ctx, t, s.nodeA, s.reg.Ref(repo+":v1"))
+	harness.PushImage(ctx, t, s.reg.Ref(repo+":v1"), harness.ImageSpec{Layers: 1, LayerSize: 4096})
+	s.reg.GarbageCollect()
+	if s.reg.ManifestExists(repo, img.Digest) {
+		t.Fatalf("GC kept %s", img.Digest)
+	}
+	if !strings.HasPrefix(img.Digest.String(), "sha256:") {
+		t.Fatalf("digest %s", img.Digest)
+	}
+	return img.Digest
+}
