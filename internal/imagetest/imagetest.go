@@ -69,6 +69,20 @@ func Manifest(t testing.TB, f Format, platform ocispec.Platform, layers int, siz
 	return o
 }
 
+// Rebuild re-encodes a manifest after its config or layer descriptors were
+// changed (to make an unusual fixture).
+func Rebuild(t testing.TB, o *Object) *Object {
+	t.Helper()
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: o.Desc.MediaType, Config: o.Config.Desc}
+	for _, l := range o.Layers {
+		m.Layers = append(m.Layers, l.Desc)
+	}
+	c := *o
+	c.Blob = NewBlob(o.Desc.MediaType, mustJSON(t, m))
+	c.Desc.Platform = o.Desc.Platform
+	return &c
+}
+
 // Index makes an index of children, each entry carrying its platform.
 func Index(t testing.TB, f Format, children ...*Object) *Object {
 	t.Helper()
