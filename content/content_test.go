@@ -1,8 +1,8 @@
 package content_test
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"testing"
