@@ -40,6 +40,8 @@ first, so every node can pull it again.`,
 			healCommand(),
 			inspectCommand(),
 			serveCommand(),
+			hostsCommand(),
+			checkCommand(),
 			versionCommand(),
 		},
 	}
