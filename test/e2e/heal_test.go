@@ -34,7 +34,7 @@ func TestHealOrphanEndToEnd(t *testing.T) {
 		t.Fatalf("dry run wrote to the registry: %v", w)
 	}
 
-	out, code = regmend(ctx, t, s.nodeA, "heal", "-o", "json", ref)
+	out, _, code = runRegmend(ctx, t, s.nodeA, "heal", "-o", "json", ref)
 	if code != 0 {
 		t.Fatalf("heal exit %d:\n%s", code, out)
 	}
@@ -93,8 +93,12 @@ func TestHealDanglingChildEndToEnd(t *testing.T) {
 	nodeA.UseRegistry(reg)
 	mustPull(ctx, t, nodeA, reg.Ref("multi:v1"))
 
-	for _, ref := range []string{reg.Ref("multi:v1"), reg.Ref("multi@" + child.Digest.String())} {
-		t.Run(ref[strings.IndexAny(ref, ":@")+1:][:6], func(t *testing.T) {
+	for _, c := range []struct{ name, ref string }{
+		{"by tag", reg.Ref("multi:v1")},
+		{"by child digest", reg.Ref("multi@" + child.Digest.String())},
+	} {
+		ref := c.ref
+		t.Run(c.name, func(t *testing.T) {
 			reg.DeleteManifest("multi", child.Digest)
 			fresh := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh"})
 			fresh.UseRegistry(reg)

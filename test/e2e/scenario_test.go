@@ -46,22 +46,31 @@ func reapOrphan(ctx context.Context, t *testing.T) *orphanScenario {
 	return s
 }
 
-// regmend runs the regmend binary against node, returning its combined
-// output and exit code.
+// regmend runs the regmend binary against node, returning its stdout and
+// stderr together, and its exit code.
 func regmend(ctx context.Context, t *testing.T, node *harness.Containerd, args ...string) (string, int) {
+	t.Helper()
+	stdout, stderr, code := runRegmend(ctx, t, node, args...)
+	return stdout + stderr, code
+}
+
+// runRegmend runs the regmend binary against node.
+func runRegmend(ctx context.Context, t *testing.T, node *harness.Containerd, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	bin := harness.ProductBinary(t, "regmend")
 	full := append([]string{"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir()}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
-	out, err := cmd.CombinedOutput()
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
+		return o.String(), e.String(), ee.ExitCode()
 	case err != nil:
 		t.Fatalf("run regmend %v: %v", args, err)
 	}
-	return string(out), 0
+	return o.String(), e.String(), 0
 }
 
 // writes counts the requests in reqs that change the registry.

@@ -72,10 +72,21 @@ func TestServeHealsOnPull(t *testing.T) {
 	}
 }
 
-// useMirror writes the registry's hosts.toml with regmend after it.
+// useMirror lists regmend after the registry in the node's hosts.toml with
+// `regmend hosts`, as an operator would.
 func useMirror(ctx context.Context, t *testing.T, node *harness.Containerd, reg *harness.Registry, srv *server) {
 	t.Helper()
-	node.UseRegistry(reg, harness.HostEntry(srv.mirror, "pull", "resolve"))
+	out, code := regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.mirror, "--containerd-config", node.ConfigPath())
+	if code != 0 || !strings.Contains(out, "updated") {
+		t.Fatalf("regmend hosts exit %d, want 0 and the file updated:\n%s", code, out)
+	}
+	if strings.Contains(out, "warning") {
+		t.Errorf("regmend hosts warned about the test node's containerd config:\n%s", out)
+	}
+	out, code = regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.mirror, "--containerd-config", node.ConfigPath())
+	if code != 0 || !strings.Contains(out, "already right") {
+		t.Fatalf("second regmend hosts exit %d, want 0 and no change:\n%s", code, out)
+	}
 }
 
 // reapAnother makes a second orphan on node A in repo: pulled, tag moved,
