@@ -14,6 +14,8 @@ TESTTIMEOUT ?= 14m
 export REGMEND_TOOLS := $(TOOLS)
 export REGMEND_BIN   := $(BIN)
 
+SHELL := /bin/bash
+
 .PHONY: all build tools test unit e2e demo bench lint fmt clean
 
 all: build
@@ -42,7 +44,7 @@ e2e: build tools
 	$(GO) test -timeout $(TESTTIMEOUT) -v -count=1 ./test/e2e/...
 
 demo: build tools
-	$(GO) run ./test/demo
+	@$(GO) test -count=1 -run TestDemo ./test/demo -v 2>&1 | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok '; exit $${PIPESTATUS[0]}
 
 bench: build tools
 	$(GO) run ./test/bench/cmd/benchtable
