@@ -107,10 +107,9 @@ func (h *Healer) plan(ctx context.Context, sess *session, t Target) (*Plan, erro
 // errdefs.IsNotFound recognises; the result lists what is unhealable.
 func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
 	key := t.String()
-	ch := h.flights.DoChan(key, func() (any, error) {
-		// Detached from one caller's cancellation: others share the run.
-		return h.heal(context.WithoutCancel(ctx), t)
-	})
+	// The run takes the first caller's context, so it stops when that
+	// caller (a daemon shutting down, a CLI interrupted) stops.
+	ch := h.flights.DoChan(key, func() (any, error) { return h.heal(ctx, t) })
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
