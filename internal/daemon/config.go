@@ -5,15 +5,12 @@
 package daemon
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/pelletier/go-toml/v2"
 
 	"github.com/regmend/regmend/resolver"
 )
@@ -67,22 +64,15 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadFile reads a TOML config file over the defaults. Unknown keys are an
-// error naming the key, so a typo is not silently ignored.
+// LoadFile reads a TOML config file over the defaults (see DecodeConfig).
 func LoadFile(path string) (Config, error) {
-	cfg := DefaultConfig()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config file: %w", err)
+		return DefaultConfig(), fmt.Errorf("config file: %w", err)
 	}
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		var sm *toml.StrictMissingError
-		if errors.As(err, &sm) {
-			return cfg, fmt.Errorf("config file %s: unknown setting: %s: %w", path, sm.String(), errdefs.ErrInvalidArgument)
-		}
-		return cfg, fmt.Errorf("config file %s: %v: %w", path, err, errdefs.ErrInvalidArgument)
+	cfg, err := DecodeConfig(b)
+	if err != nil {
+		return cfg, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return cfg, nil
 }
