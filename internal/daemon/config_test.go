@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +44,7 @@ func TestLoadFile(t *testing.T) {
 			c.check(t, cfg)
 		})
 	}
-	if _, err := LoadFile(filepath.Join(t.TempDir(), "absent.toml")); !os.IsNotExist(err) {
+	if _, err := LoadFile(filepath.Join(t.TempDir(), "absent.toml")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want not exist", err)
 	}
 }
