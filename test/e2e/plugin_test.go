@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmend/regmend/resolver"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -31,23 +30,7 @@ func TestPluginHealsOnPull(t *testing.T) {
 		t.Fatalf("containerd log does not show regmend serving")
 	}
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
-	ref := s.reg.Ref("app@" + s.d1.String())
-
-	start := time.Now()
-	mustPull(ctx, t, s.nodeA, ref)
-	t.Logf("CRI pull of the reaped digest through the plugin: %s", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 30*time.Second, "registry healed", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
-		return ok && d == s.d1
-	})
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not healed", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
-		t.Errorf("app:v1 moved to %s", got)
-	}
+	s.pullHealsThroughMirror(ctx, t)
 	if n := srv.metric(t, "regmend_mirror_requests_total"); n < 1 {
 		t.Errorf("regmend_mirror_requests_total = %v: the pull did not reach the plugin's mirror", n)
 	}
@@ -56,7 +39,7 @@ func TestPluginHealsOnPull(t *testing.T) {
 	}
 
 	// SIGTERM stops containerd and the plugin with it, within the grace.
-	start = time.Now()
+	start := time.Now()
 	if err := srv.proc.Stop(); err != nil {
 		t.Errorf("containerd-regmend with the plugin running: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regmend/regmend/resolver"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -44,6 +45,31 @@ func reapOrphan(ctx context.Context, t *testing.T) *orphanScenario {
 		t.Fatalf("GC kept D1 %s: the scenario did not reproduce", s.d1)
 	}
 	return s
+}
+
+// pullHealsThroughMirror pulls the reaped D1 on node A through CRI, which
+// must succeed at once (regmend serves it), then waits until the registry
+// holds D1 again: blobs, manifest and retention tag, with app:v1 unmoved.
+// It returns D1's reference.
+func (s *orphanScenario) pullHealsThroughMirror(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	ref := s.reg.Ref("app@" + s.d1.String())
+	start := time.Now()
+	mustPull(ctx, t, s.nodeA, ref)
+	t.Logf("CRI pull of the reaped digest through regmend: %s", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 30*time.Second, "registry healed", func() bool {
+		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		return ok && d == s.d1
+	})
+	for _, d := range s.img.Blobs() {
+		if !s.reg.BlobExists("app", d) {
+			t.Errorf("blob %s not healed", d)
+		}
+	}
+	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
+		t.Errorf("app:v1 moved to %s", got)
+	}
+	return ref
 }
 
 // regmend runs the regmend binary against node, returning its stdout and

@@ -8,7 +8,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regmend/regmend/resolver"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -22,23 +21,7 @@ func TestServeHealsOnPull(t *testing.T) {
 	s := reapOrphan(ctx, t)
 	srv := startServe(t, s.nodeA, s.reg)
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
-	ref := s.reg.Ref("app@" + s.d1.String())
-
-	start := time.Now()
-	mustPull(ctx, t, s.nodeA, ref)
-	t.Logf("CRI pull of the reaped digest through regmend: %s", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 30*time.Second, "registry healed", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
-		return ok && d == s.d1
-	})
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not healed", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
-		t.Errorf("app:v1 moved to %s", got)
-	}
+	ref := s.pullHealsThroughMirror(ctx, t)
 	fresh := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh"})
 	fresh.UseRegistry(s.reg)
 	mustPull(ctx, t, fresh, ref)
@@ -65,7 +48,7 @@ func TestServeHealsOnPull(t *testing.T) {
 	// "not found", exactly as without regmend.
 	srv.proc.Stop()
 	s.reg.DeleteManifest("other", d2)
-	start = time.Now()
+	start := time.Now()
 	mustFailPull(ctx, t, s.nodeA, s.reg.Ref("other@"+d2.String()))
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("pull with regmend down took %s; it must fail fast", took)
