@@ -28,7 +28,23 @@ type Healer struct {
 	deep        bool
 	retention   func(digest.Digest) string
 	rounds      int
+	progress    func(Progress)
 	flights     singleflight.Group
+}
+
+// Progress reports a heal's pushes as they complete.
+type Progress struct {
+	Target     Target
+	Done       int // nodes pushed, mounted or found present
+	Total      int // nodes to push
+	BytesDone  int64
+	BytesTotal int64
+}
+
+// WithPushProgress calls fn after each node a heal pushes, one call at a time.
+// The default reports nothing.
+func WithPushProgress(fn func(Progress)) HealerOption {
+	return func(h *Healer) error { h.progress = fn; return nil }
 }
 
 // HealerOption configures a Healer.
@@ -172,10 +188,21 @@ func (h *Healer) push(ctx context.Context, sess *session, plan *Plan, res *Resul
 			blobs = append(blobs, n)
 		}
 	}
-	var mu sync.Mutex
+	var (
+		mu   sync.Mutex
+		prog = Progress{Target: plan.Target, Total: len(blobs) + len(manifests)}
+	)
+	for _, n := range plan.ToPush() {
+		prog.BytesTotal += n.Size
+	}
 	record := func(n *content.Node, o pushOutcome) {
 		mu.Lock()
 		defer mu.Unlock()
+		if h.progress != nil {
+			prog.Done++
+			prog.BytesDone += n.Size
+			h.progress(prog)
+		}
 		switch o {
 		case outcomePushed:
 			res.outcome[n.Digest] = StatusPushed

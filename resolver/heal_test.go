@@ -340,3 +340,19 @@ func TestHealRefusesRegistryOutsideAllowList(t *testing.T) {
 		t.Errorf("%d requests sent to a registry outside the allow-list", n)
 	}
 }
+
+func TestHealReportsProgress(t *testing.T) {
+	var got []Progress
+	f := newFixture(t, WithPushProgress(func(p Progress) { got = append(got, p) }))
+	m1, _ := orphan(t, f, imagetest.OCI)
+	if _, err := f.heal(t, "app", m1); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d progress reports, want one per pushed node (5)", len(got))
+	}
+	last := got[len(got)-1]
+	if last.Done != 5 || last.Total != 5 || last.BytesDone != last.BytesTotal || last.BytesTotal != m1.Desc.Size+m1.Config.Desc.Size+3*1024 {
+		t.Errorf("last report %+v, want 5/5 and every byte", last)
+	}
+}

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+
+	units "github.com/docker/go-units"
+	"golang.org/x/term"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v3"
@@ -53,8 +57,17 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	healer, err := resolver.NewHealer(n.store(), rem,
-		resolver.WithRetention(cmd.String("retain")), resolver.WithConcurrency(int(cmd.Int("concurrency"))))
+	opts := []resolver.HealerOption{resolver.WithRetention(cmd.String("retain")), resolver.WithConcurrency(int(cmd.Int("concurrency")))}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		opts = append(opts, resolver.WithPushProgress(func(p resolver.Progress) {
+			fmt.Fprintf(os.Stderr, "\r\033[Kpushing %s: %d/%d, %s of %s", p.Target, p.Done, p.Total,
+				units.HumanSize(float64(p.BytesDone)), units.HumanSize(float64(p.BytesTotal)))
+			if p.Done == p.Total {
+				fmt.Fprintln(os.Stderr)
+			}
+		}))
+	}
+	healer, err := resolver.NewHealer(n.store(), rem, opts...)
 	if err != nil {
 		return &exitCode{code: exitUsage, err: err}
 	}
