@@ -15,9 +15,15 @@ import (
 // the node's containerd, a fresh node pulls it through CRI, and the
 // retention tag keeps it through a second GC.
 func TestHealOrphanEndToEnd(t *testing.T) {
+	for name, opts := range registryFlavours(t) {
+		t.Run(name, func(t *testing.T) { healOrphanEndToEnd(t, opts) })
+	}
+}
+
+func healOrphanEndToEnd(t *testing.T, opts harness.RegistryOptions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	s := reapOrphan(ctx, t)
+	s := reapOrphanOn(ctx, t, opts)
 	ref := s.reg.Ref("app@" + s.d1.String())
 	mustFailPull(ctx, t, s.nodeA, ref)
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -31,7 +32,13 @@ type orphanScenario struct {
 
 func reapOrphan(ctx context.Context, t *testing.T) *orphanScenario {
 	t.Helper()
-	s := &orphanScenario{reg: harness.StartRegistry(t, harness.RegistryOptions{})}
+	return reapOrphanOn(ctx, t, harness.RegistryOptions{})
+}
+
+// reapOrphanOn is reapOrphan on a registry started with opts.
+func reapOrphanOn(ctx context.Context, t *testing.T, opts harness.RegistryOptions) *orphanScenario {
+	t.Helper()
+	s := &orphanScenario{reg: harness.StartRegistry(t, opts)}
 	s.nodeA = harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeA"})
 	s.nodeA.UseRegistry(s.reg)
 	s.img = harness.PushImage(ctx, t, s.reg.Ref("app:v1"), harness.ImageSpec{Layers: 2, LayerSize: 64 << 10})
@@ -70,6 +77,22 @@ func (s *orphanScenario) pullHealsThroughMirror(ctx context.Context, t *testing.
 		t.Errorf("app:v1 moved to %s", got)
 	}
 	return ref
+}
+
+// registryFlavours are the registries regmend is proven against:
+// distribution v3 built from its module, and distribution 2.8 as Debian
+// ships it (docker-registry, installed by .ci/run).
+func registryFlavours(t *testing.T) map[string]harness.RegistryOptions {
+	t.Helper()
+	flavours := map[string]harness.RegistryOptions{"distribution-v3": {}}
+	if bin, err := exec.LookPath("docker-registry"); err == nil {
+		flavours["distribution-2.8"] = harness.RegistryOptions{Binary: bin, Name: "docker-registry"}
+	} else if os.Getenv("CI") != "" {
+		t.Fatalf("docker-registry (Debian's distribution 2.8) is not installed; .ci/run installs it")
+	} else {
+		t.Log("SKIPPING distribution 2.8: docker-registry not installed (apt-get install docker-registry)")
+	}
+	return flavours
 }
 
 // regmend runs the regmend binary against node, returning its stdout and
