@@ -46,8 +46,10 @@ e2e: build tools
 demo: build tools
 	@$(GO) test -count=1 -run TestDemo ./test/demo -v 2>&1 | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok '; exit $${PIPESTATUS[0]}
 
+# Side-by-side benchmarks against real components; prints the table and
+# writes test/bench/RESULTS.md. BENCHFLAGS adds flags (-benchruns N, ...).
 bench: build tools
-	$(GO) run ./test/bench/cmd/benchtable
+	$(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./test/bench -benchtable $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
