@@ -117,7 +117,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer ra.Close()
 		m.serveHeaders(w, desc)
 		// ServeContent streams and answers single Range requests with 206.
-		http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(ra, 0, desc.Size))
+		http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(&readAhead{ra: ra}, 0, desc.Size))
 	}
 	m.metrics.request("served")
 	if m.queue != nil {
@@ -189,4 +189,32 @@ func parseMirrorRequest(r *http.Request) (req mirrorRequest, status int, code, m
 	}
 	req.digest = d
 	return req, 0, "", ""
+}
+
+// readAhead reads containerd content in copyBlock blocks however small the
+// reads asked of it (http.ServeContent asks 32 KiB at a time): over gRPC
+// every read is a request. It serves one sequential reader.
+type readAhead struct {
+	ra    io.ReaderAt
+	buf   []byte
+	start int64 // offset of buf[0]
+}
+
+func (r *readAhead) ReadAt(p []byte, off int64) (int, error) {
+	if off < r.start || off >= r.start+int64(len(r.buf)) {
+		if cap(r.buf) == 0 {
+			r.buf = make([]byte, copyBlock)
+		}
+		n, err := r.ra.ReadAt(r.buf[:cap(r.buf)], off)
+		r.buf, r.start = r.buf[:n], off
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[off-r.start:])
+	if n < len(p) {
+		m, err := r.ReadAt(p[n:], off+int64(n))
+		return n + m, err
+	}
+	return n, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,12 +45,14 @@ type Queue struct {
 	metrics *Metrics
 	workers int
 	recheck time.Duration
+	quiet   time.Duration
 	timeout time.Duration
 	jobs    chan healJob
 
 	mu      sync.Mutex
 	pending map[healJob]bool
 	recent  map[healJob]time.Time     // not before
+	seen    map[string]time.Time      // registry/repo → last request
 	down    map[string]registryStatus // registry → backoff
 }
 
@@ -93,6 +97,13 @@ func WithRecheckAfter(d time.Duration) QueueOption {
 	return func(q *Queue) error { q.recheck = d; return nil }
 }
 
+// WithQuietPeriod makes a queued heal wait until its repository has had no
+// request for d, so the heal does not compete for the node's disk and
+// containerd with the pull it is serving. The default is 300ms.
+func WithQuietPeriod(d time.Duration) QueueOption {
+	return func(q *Queue) error { q.quiet = d; return nil }
+}
+
 // WithQueueMetrics records queue depth, drops and heal outcomes.
 func WithQueueMetrics(m *Metrics) QueueOption {
 	return func(q *Queue) error { q.metrics = m; return nil }
@@ -107,9 +118,9 @@ const (
 // NewQueue returns a Queue healing with healer the roots that roots finds.
 func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, error) {
 	q := &Queue{
-		healer: healer, roots: roots, workers: 2, recheck: 5 * time.Minute, timeout: 10 * time.Minute,
+		healer: healer, roots: roots, workers: 2, recheck: 5 * time.Minute, quiet: 300 * time.Millisecond, timeout: 10 * time.Minute,
 		jobs:    make(chan healJob, 256),
-		pending: map[healJob]bool{}, recent: map[healJob]time.Time{}, down: map[string]registryStatus{},
+		pending: map[healJob]bool{}, recent: map[healJob]time.Time{}, down: map[string]registryStatus{}, seen: map[string]time.Time{},
 	}
 	for _, o := range opts {
 		if err := o(q); err != nil {
@@ -127,6 +138,7 @@ func (q *Queue) Enqueue(registry, repo string, d digest.Digest) bool {
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.seen[j.registry+"/"+j.repo] = now
 	switch {
 	case q.pending[j]:
 		return false
@@ -175,7 +187,31 @@ func (q *Queue) Run(ctx context.Context) error {
 	return nil
 }
 
+// waitQuiet returns once j's repository has had no request for the quiet
+// period, or ctx is done. It waits ten quiet periods at most, so a client
+// polling the mirror cannot postpone a heal for ever.
+func (q *Queue) waitQuiet(ctx context.Context, j healJob) {
+	deadline := time.Now().Add(10 * q.quiet)
+	for {
+		q.mu.Lock()
+		wait := min(time.Until(q.seen[j.registry+"/"+j.repo].Add(q.quiet)), time.Until(deadline))
+		q.mu.Unlock()
+		if wait <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
 func (q *Queue) run(ctx context.Context, j healJob) {
+	q.waitQuiet(ctx, j)
+	if q.backingOff(j) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("registry", j.registry).WithField("repo", j.repo).WithField("digest", j.digest))
@@ -185,7 +221,12 @@ func (q *Queue) run(ctx context.Context, j healJob) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.pending, j)
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(q.pending)), func(p healJob) bool { return p.registry == j.registry && p.repo == j.repo }) {
+		delete(q.seen, j.registry+"/"+j.repo)
+	}
 	switch {
+	case errors.Is(err, errBackingOff):
+		q.metrics.drop("backoff")
 	case err == nil || errors.Is(err, errNotHealable):
 		delete(q.down, j.registry)
 		q.remember(j, now.Add(q.recheck))
@@ -199,6 +240,18 @@ func (q *Queue) run(ctx context.Context, j healJob) {
 		q.remember(j, now.Add(q.recheck))
 		log.G(ctx).WithError(err).Warn("heal failed")
 	}
+}
+
+// backingOff drops j if its registry started failing while j waited.
+func (q *Queue) backingOff(j healJob) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !time.Now().Before(q.down[j.registry].until) {
+		return false
+	}
+	delete(q.pending, j)
+	q.metrics.drop("backoff")
+	return true
 }
 
 // remember records a finished job, pruning expired entries so the map stays
@@ -215,7 +268,17 @@ func (q *Queue) remember(j healJob, until time.Time) {
 	q.recent[j] = until
 }
 
+// errBackingOff: a heal queued before its registry failed is not run
+// while the registry backs off.
+var errBackingOff = errors.New("registry backing off")
+
 func (q *Queue) heal(ctx context.Context, j healJob) error {
+	q.mu.Lock()
+	down := time.Now().Before(q.down[j.registry].until)
+	q.mu.Unlock()
+	if down {
+		return errBackingOff
+	}
 	roots, err := q.roots.Roots(ctx, j.registry, j.repo, j.digest)
 	if err != nil {
 		return fmt.Errorf("find what holds %s: %w", j.digest, err)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -24,7 +25,21 @@ type Remote struct {
 	registries  []string // allow-list; empty allows any
 	retry       retryPolicy
 	limiter     *rate.Limiter // nil: unlimited
+
+	mu     sync.Mutex
+	cached map[string]cachedHosts // registry → its hosts, for hostsTTL
 }
+
+// cachedHosts keeps a registry's configured hosts, and so their HTTP
+// clients, connections and auth tokens, across heals and checks.
+type cachedHosts struct {
+	hosts  []docker.RegistryHost
+	loaded time.Time
+}
+
+// hostsTTL is how long a registry's hosts.toml is trusted before it is read
+// again, so an edit takes effect without a restart.
+const hostsTTL = 30 * time.Second
 
 // RemoteOption configures a Remote.
 type RemoteOption func(*Remote) error
@@ -97,7 +112,7 @@ func WithRequestRate(perSecond float64, burst int) RemoteOption {
 
 // NewRemote returns a Remote.
 func NewRemote(opts ...RemoteOption) (*Remote, error) {
-	r := &Remote{hostsDir: "/etc/containerd/certs.d", retry: defaultRetry}
+	r := &Remote{hostsDir: "/etc/containerd/certs.d", retry: defaultRetry, cached: map[string]cachedHosts{}}
 	for _, o := range opts {
 		if err := o(r); err != nil {
 			return nil, err
@@ -117,6 +132,23 @@ func (r *Remote) Registries() []string { return slices.Clone(r.registries) }
 // hosts returns the hosts containerd would use for registry, minus regmend's
 // own mirror.
 func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
+	r.mu.Lock()
+	c, ok := r.cached[registry]
+	r.mu.Unlock()
+	if ok && time.Since(c.loaded) < hostsTTL {
+		return c.hosts, nil
+	}
+	hosts, err := r.loadHosts(ctx, registry)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.cached[registry] = cachedHosts{hosts: hosts, loaded: time.Now()}
+	r.mu.Unlock()
+	return hosts, nil
+}
+
+func (r *Remote) loadHosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
 	opts := config.HostOptions{Credentials: r.credentials}
 	if r.hostsDir != "" {
 		opts.HostDir = config.HostDirFromRoot(r.hostsDir)
