@@ -210,3 +210,38 @@ func TestMirrorHealsInBackgroundOncePerRoot(t *testing.T) {
 		t.Errorf("request after a recent heal reached the registry: %v", r)
 	}
 }
+
+// While containerd is still pulling from the mirror, the heal waits, so it
+// does not compete with the pull it serves; it starts once the repository
+// goes quiet.
+func TestQueueHealsAfterTheRepositoryGoesQuiet(t *testing.T) {
+	f := newFixture(t)
+	m1, _ := orphan(t, f, imagetest.OCI)
+	remote, _ := NewRemote(WithHostsDir(f.hostsDir), WithRegistries(f.registry))
+	healer, _ := NewHealer(f.cs, remote)
+	q, err := NewQueue(healer, LocalRoots{Store: f.cs, Blobs: f.cs}, WithQuietPeriod(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
+	t.Cleanup(srv.Close)
+
+	url := srv.URL + "/v2/app/blobs/" + m1.Layers[0].Desc.Digest.String() + "?ns=" + f.registry
+	for end := time.Now().Add(600 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		get(t, http.MethodGet, url)
+	}
+	if w := f.log.all(); len(w) != 0 {
+		t.Fatalf("the heal reached the registry while the mirror was still busy: %v", w)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !imagetest.Has(t, f.base, "app", "manifests", m1.Desc.Digest.String()) {
+		if time.Now().After(deadline) {
+			t.Fatal("no heal 5s after the repository went quiet")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

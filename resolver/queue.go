@@ -47,7 +47,7 @@ type Queue struct {
 	recheck time.Duration
 	quiet   time.Duration
 	timeout time.Duration
-	jobs    chan healJob
+	jobs    chan queuedJob
 
 	mu      sync.Mutex
 	pending map[healJob]bool
@@ -59,6 +59,11 @@ type Queue struct {
 type healJob struct {
 	registry, repo string
 	digest         digest.Digest
+}
+
+type queuedJob struct {
+	healJob
+	at time.Time
 }
 
 type registryStatus struct {
@@ -75,7 +80,7 @@ func WithQueueSize(n int) QueueOption {
 		if n < 1 {
 			return fmt.Errorf("queue size %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
 		}
-		q.jobs = make(chan healJob, n)
+		q.jobs = make(chan queuedJob, n)
 		return nil
 	}
 }
@@ -119,7 +124,7 @@ const (
 func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, error) {
 	q := &Queue{
 		healer: healer, roots: roots, workers: 2, recheck: 5 * time.Minute, quiet: 300 * time.Millisecond, timeout: 10 * time.Minute,
-		jobs:    make(chan healJob, 256),
+		jobs:    make(chan queuedJob, 256),
 		pending: map[healJob]bool{}, recent: map[healJob]time.Time{}, down: map[string]registryStatus{}, seen: map[string]time.Time{},
 	}
 	for _, o := range opts {
@@ -150,7 +155,7 @@ func (q *Queue) Enqueue(registry, repo string, d digest.Digest) bool {
 		return false
 	}
 	select {
-	case q.jobs <- j:
+	case q.jobs <- queuedJob{j, now}:
 		q.pending[j] = true
 		q.metrics.depth(len(q.jobs))
 		return true
@@ -188,10 +193,11 @@ func (q *Queue) Run(ctx context.Context) error {
 }
 
 // waitQuiet returns once j's repository has had no request for the quiet
-// period, or ctx is done. It waits ten quiet periods at most, so a client
-// polling the mirror cannot postpone a heal for ever.
-func (q *Queue) waitQuiet(ctx context.Context, j healJob) {
-	deadline := time.Now().Add(10 * q.quiet)
+// period, or ctx is done. It waits until ten quiet periods after j was
+// queued at most, so a client polling the mirror cannot postpone a heal for
+// ever.
+func (q *Queue) waitQuiet(ctx context.Context, j queuedJob) {
+	deadline := j.at.Add(10 * q.quiet)
 	for {
 		q.mu.Lock()
 		wait := min(time.Until(q.seen[j.registry+"/"+j.repo].Add(q.quiet)), time.Until(deadline))
@@ -207,8 +213,9 @@ func (q *Queue) waitQuiet(ctx context.Context, j healJob) {
 	}
 }
 
-func (q *Queue) run(ctx context.Context, j healJob) {
-	q.waitQuiet(ctx, j)
+func (q *Queue) run(ctx context.Context, qj queuedJob) {
+	q.waitQuiet(ctx, qj)
+	j := qj.healJob
 	if q.backingOff(j) {
 		return
 	}

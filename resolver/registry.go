@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -149,7 +150,7 @@ func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryH
 }
 
 func (r *Remote) loadHosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
-	opts := config.HostOptions{Credentials: r.credentials}
+	opts := config.HostOptions{Credentials: r.credentials, UpdateClient: keepConnections}
 	if r.hostsDir != "" {
 		opts.HostDir = config.HostDirFromRoot(r.hostsDir)
 	}
@@ -164,6 +165,16 @@ func (r *Remote) loadHosts(ctx context.Context, registry string) ([]docker.Regis
 		}
 	}
 	return out, nil
+}
+
+// keepConnections lets a heal's or check's concurrent requests reuse their
+// connections: Go keeps only 2 idle ones per host by default, so with more in
+// flight most requests would dial (and, over TLS, handshake) anew.
+func keepConnections(c *http.Client) error {
+	if tr, ok := c.Transport.(*http.Transport); ok {
+		tr.MaxIdleConnsPerHost = 16
+	}
+	return nil
 }
 
 func (r *Remote) excluded(host string) bool {
