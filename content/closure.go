@@ -179,7 +179,7 @@ func (w *walker) visit(ctx context.Context, desc ocispec.Descriptor, depth int) 
 	}
 	children, err := ReadChildren(ctx, w.store, desc)
 	if err != nil {
-		if errdefs.IsNotFound(err) || errdefs.IsDataLoss(err) || errdefs.IsInvalidArgument(err) {
+		if errdefs.IsNotFound(err) || errdefs.IsDataLoss(err) || errdefs.IsInvalidArgument(err) || errdefs.IsNotImplemented(err) {
 			n.Err = err
 			return n, nil
 		}

@@ -123,15 +123,21 @@ func (h *Healer) plan(ctx context.Context, sess *session, t Target) (*Plan, erro
 // errdefs.IsNotFound recognises; the result lists what is unhealable.
 func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
 	key := t.String()
-	// The run takes the first caller's context, so it stops when that
-	// caller (a daemon shutting down, a CLI interrupted) stops.
-	ch := h.flights.DoChan(key, func() (any, error) { return h.heal(ctx, t) })
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case r := <-ch:
-		res, _ := r.Val.(*Result)
-		return res, r.Err
+	for {
+		// The run takes the first caller's context, so it stops when that
+		// caller (a daemon shutting down, a CLI interrupted) stops.
+		mine := false
+		ch := h.flights.DoChan(key, func() (any, error) { mine = true; return h.heal(ctx, t) })
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case r := <-ch:
+			if !mine && ctx.Err() == nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)) {
+				continue // another caller's run stopped with that caller; this one goes on
+			}
+			res, _ := r.Val.(*Result)
+			return res, r.Err
+		}
 	}
 }
 

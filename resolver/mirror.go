@@ -1,14 +1,18 @@
 package resolver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -85,10 +89,12 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	info, err := m.store.Info(ctx, req.digest)
-	if err != nil || len(content.Sources(info.Labels, req.registry)) == 0 {
-		// Only content pulled from this registry is served: a registry name
-		// in ns does not unlock content that came from elsewhere.
+	info, err := m.info(ctx, req.digest)
+	if err != nil || !slices.Contains(content.Sources(info.Labels, req.registry), req.repo) {
+		// Only content pulled from this repository of this registry is
+		// served (and healed): naming a registry in ns, or a digest under
+		// another repository, does not unlock content that came from
+		// elsewhere, which the registry may refuse this caller.
 		m.notFound(w, r, req)
 		return
 	}
@@ -122,6 +128,28 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.metrics.request("served")
 	if m.queue != nil {
 		m.queue.Enqueue(req.registry, req.repo, req.digest)
+	}
+}
+
+// storeWait bounds how long a request waits for containerd's content store
+// when it answers Unavailable. A request comes from a running containerd,
+// so regmend's connection to it is only reconnecting: after containerd
+// restarts, gRPC may back off up to containerd's client timeout (10s)
+// before it dials again, and answering 404 meanwhile fails the pull.
+const storeWait = 12 * time.Second
+
+func (m *Mirror) info(ctx context.Context, d digest.Digest) (ctrcontent.Info, error) {
+	deadline := time.Now().Add(storeWait)
+	for {
+		info, err := m.store.Info(ctx, d)
+		if !errdefs.IsUnavailable(err) || time.Now().After(deadline) {
+			return info, err
+		}
+		select {
+		case <-ctx.Done():
+			return info, err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

@@ -59,7 +59,7 @@ func (r *Remote) session(ctx context.Context, registry, repo string) (*session, 
 	if err != nil {
 		return nil, err
 	}
-	h.Client = honourRetryAfter(h.Client)
+	h.Client = registryClient(h.Client)
 	s := &session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}
 	return s.renew(), nil
 }
