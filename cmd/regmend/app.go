@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/containerd/log"
+
 	"github.com/urfave/cli/v3"
 
 	"github.com/regmend/regmend/cmd/regmend/internal/version"
@@ -17,6 +19,7 @@ const (
 	flagAuthFile  = "auth-file"
 	flagConfig    = "config"
 	flagOutput    = "output"
+	flagLogLevel  = "log-level"
 )
 
 func app() *cli.Command {
@@ -34,7 +37,9 @@ first, so every node can pull it again.`,
 			&cli.StringFlag{Name: flagHostsDir, Value: "/etc/containerd/certs.d", Usage: "registry host configuration `dir` (containerd's config_path)"},
 			&cli.StringFlag{Name: flagAuthFile, Usage: "docker-style config.json with registry `credentials`", Sources: cli.EnvVars("REGMEND_AUTH_FILE")},
 			&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, Usage: "regmend TOML config `file` (serve and check)"},
+			&cli.StringFlag{Name: flagLogLevel, Usage: "log `level`: debug, info, warn, error (default: info for serve, warn otherwise)"},
 		},
+		Before:       setLogLevel,
 		OnUsageError: onUsageError,
 		Commands: []*cli.Command{
 			healCommand(),
@@ -49,6 +54,19 @@ first, so every node can pull it again.`,
 		c.OnUsageError = onUsageError
 	}
 	return root
+}
+
+// setLogLevel applies --log-level. The one-shot commands log only warnings
+// by default, as their results go to stdout; serve raises it to info.
+func setLogLevel(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+	level := cmd.String(flagLogLevel)
+	if level == "" {
+		level = "warn"
+	}
+	if err := log.SetLevel(level); err != nil {
+		return ctx, usageError("--log-level %q: want debug, info, warn or error", level)
+	}
+	return ctx, nil
 }
 
 func onUsageError(_ context.Context, _ *cli.Command, err error, _ bool) error {

@@ -24,6 +24,9 @@ func TestParseRef(t *testing.T) {
 		{"edge:5000/app@sha256:abc", "", "", false}, // short digest
 		{"edge:5000/app@md5:" + strings.Repeat("a", 32), "", "", false},
 		{"edge:5000/../etc:v1", "", "", false},
+		{"edge:5000/a//b:v1", "", "", false}, // cleaned to a/b by containerd's parser
+		{"edge:5000/./app:v1", "", "", false},
+		{"edge:5000/app", "edge:5000", "app", true},
 	} {
 		ref, err := parseRef(c.in)
 		if (err == nil) != c.ok {

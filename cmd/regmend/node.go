@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
@@ -28,8 +29,13 @@ func connect(ctx context.Context, cmd *cli.Command) (*node, context.Context, err
 	return dial(ctx, cmd.String(flagAddress), cmd.String(flagNamespace))
 }
 
+// dialTimeout bounds a connection attempt to containerd's local socket, and
+// so the gRPC backoff after containerd restarts: containerd's default, 10s,
+// would leave the mirror unable to read the store that long.
+const dialTimeout = 2 * time.Second
+
 func dial(ctx context.Context, addr, ns string) (*node, context.Context, error) {
-	c, err := client.New(addr, client.WithDefaultNamespace(ns))
+	c, err := client.New(addr, client.WithDefaultNamespace(ns), client.WithTimeout(dialTimeout))
 	if err != nil {
 		return nil, ctx, fmt.Errorf("connect to containerd at %s: %w", addr, err)
 	}
@@ -64,6 +70,11 @@ func parseRef(raw string) (imageRef, error) {
 	}
 	host := spec.Hostname()
 	repo := strings.TrimPrefix(spec.Locator, host+"/")
+	// reference.Parse cleans the path ("a//b", "./app"); a name that
+	// changes under cleaning is not the one the user meant.
+	if locator, _, _ := strings.Cut(raw, "@"); strings.TrimSuffix(locator, ":"+tagOf(locator)) != spec.Locator {
+		return imageRef{}, usageError("image reference %q: repository %q is not a clean name", raw, strings.TrimPrefix(locator, host+"/"))
+	}
 	if repo == spec.Locator || !strings.ContainsAny(host, ".:") && host != "localhost" {
 		return imageRef{}, usageError("image reference %q: name the registry host (e.g. edge:5000/app@sha256:...)", raw)
 	}
@@ -76,6 +87,16 @@ func parseRef(raw string) (imageRef, error) {
 		}
 	}
 	return imageRef{raw: raw, registry: host, repo: repo, spec: spec}, nil
+}
+
+// tagOf returns the tag of a name without digest: what follows the last
+// colon after the last slash.
+func tagOf(name string) string {
+	i := strings.LastIndexByte(name, ':')
+	if i < strings.LastIndexByte(name, '/') || i < 0 {
+		return ""
+	}
+	return name[i+1:]
 }
 
 // targets resolves a reference to what to heal. A tag names the local image

@@ -27,7 +27,6 @@ background. Settings come from the -c TOML file; flags override it.`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
 			&cli.IntFlag{Name: "workers", Value: 2, Usage: "heals running at once"},
 			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `level`: debug, info, warn, error"},
 		},
 		Action: runServe,
 	}
@@ -67,8 +66,8 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 }
 
 func runServe(ctx context.Context, cmd *cli.Command) error {
-	if err := log.SetLevel(cmd.String("log-level")); err != nil {
-		return usageError("--log-level: %v", err)
+	if !cmd.IsSet(flagLogLevel) {
+		_ = log.SetLevel("info")
 	}
 	_ = log.SetFormat(log.JSONFormat)
 	cfg, err := serveConfig(cmd)
@@ -85,6 +84,6 @@ func runServe(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	log.G(ctx).WithField("registries", cfg.Registries).WithField("namespace", cfg.Namespace).
-		WithField("sweep_interval", time.Duration(cfg.SweepInterval)).Info("regmend serving")
+		WithField("sweep_interval", time.Duration(cfg.SweepInterval).String()).Info("regmend serving")
 	return d.Run(ctx, func(net.Addr) {})
 }
