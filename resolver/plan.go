@@ -160,6 +160,10 @@ func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[di
 		return StatusPresent, ""
 	case !n.Kind.IsManifest() && !asked[n.Digest]:
 		return StatusUnchecked, ""
+	case !n.Present && n.Kind == content.KindLayer:
+		// Its manifest is held (it names the layer), the layer is not.
+		return StatusUnhealable, "absent in the registry and in the local content store " +
+			"(containerd deletes unpacked layers when CRI's discard_unpacked_layers is true)"
 	case !n.Present:
 		return StatusUnhealable, "absent in the registry and in the local content store"
 	case n.Err != nil:

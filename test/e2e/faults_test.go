@@ -526,7 +526,7 @@ func TestHealReportsDiscardedLayers(t *testing.T) {
 				line = ln
 			}
 		}
-		if !strings.Contains(line, "unhealable") || !strings.Contains(line, "absent in the registry and in the local content store") {
+		if !strings.Contains(line, "unhealable") || !strings.Contains(line, "absent in the registry and in the local content store") || !strings.Contains(line, "discard_unpacked_layers") {
 			t.Errorf("layer %s not reported unhealable and absent locally: %q", l, line)
 		}
 	}
