@@ -18,7 +18,6 @@ import (
 	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -412,10 +411,7 @@ func TestQueueBacksOffWhileRegistryDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runQueue(t, q)
 	mirror := NewMirror(f.cs, remote, WithHealQueue(q), WithMirrorMetrics(metrics))
 	srv := &http.Server{Handler: mirror}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")

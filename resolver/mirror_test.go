@@ -35,13 +35,19 @@ func mirrorFixture(t *testing.T) (*fixture, *Queue, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runQueue(t, q)
+	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
+	t.Cleanup(srv.Close)
+	return f, q, srv
+}
+
+// runQueue runs q's workers until the test ends.
+func runQueue(t *testing.T, q *Queue) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
-	t.Cleanup(srv.Close)
-	return f, q, srv
 }
 
 func get(t *testing.T, method, url string, hdr ...string) (*http.Response, []byte) {
@@ -223,10 +229,7 @@ func TestQueueHealsAfterTheRepositoryGoesQuiet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runQueue(t, q)
 	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
 	t.Cleanup(srv.Close)
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/regmend/regmend/internal/imagetest"
 )
@@ -77,10 +76,7 @@ func TestNeverWritesLocalContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	q, _ := NewQueue(healer, LocalRoots{Store: ro, Blobs: walkOnly{f.cs}}, WithQuietPeriod(time.Millisecond))
-	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runQueue(t, q)
 	srv := httptest.NewServer(NewMirror(ro, remote, WithHealQueue(q)))
 	defer srv.Close()
 	for _, b := range []imagetest.Blob{child.Blob, child.Layers[0], idx.Blob} {
