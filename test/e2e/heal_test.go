@@ -23,7 +23,7 @@ func TestHealOrphanEndToEnd(t *testing.T) {
 func healOrphanEndToEnd(t *testing.T, opts harness.RegistryOptions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	s := reapOrphanOn(ctx, t, opts)
+	s := reapOrphanOn(ctx, t, opts, harness.ContainerdOptions{Name: "nodeA"})
 	ref := s.reg.Ref("app@" + s.d1.String())
 	mustFailPull(ctx, t, s.nodeA, ref)
 

@@ -32,14 +32,15 @@ type orphanScenario struct {
 
 func reapOrphan(ctx context.Context, t *testing.T) *orphanScenario {
 	t.Helper()
-	return reapOrphanOn(ctx, t, harness.RegistryOptions{})
+	return reapOrphanOn(ctx, t, harness.RegistryOptions{}, harness.ContainerdOptions{Name: "nodeA"})
 }
 
-// reapOrphanOn is reapOrphan on a registry started with opts.
-func reapOrphanOn(ctx context.Context, t *testing.T, opts harness.RegistryOptions) *orphanScenario {
+// reapOrphanOn is reapOrphan with the registry and node A started with
+// the given options.
+func reapOrphanOn(ctx context.Context, t *testing.T, reg harness.RegistryOptions, node harness.ContainerdOptions) *orphanScenario {
 	t.Helper()
-	s := &orphanScenario{reg: harness.StartRegistry(t, opts)}
-	s.nodeA = harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeA"})
+	s := &orphanScenario{reg: harness.StartRegistry(t, reg)}
+	s.nodeA = harness.StartContainerd(t, node)
 	s.nodeA.UseRegistry(s.reg)
 	s.img = harness.PushImage(ctx, t, s.reg.Ref("app:v1"), harness.ImageSpec{Layers: 2, LayerSize: 64 << 10})
 	s.d1 = s.img.Digest

@@ -36,6 +36,11 @@ type ContainerdOptions struct {
 	// [plugins."io.containerd.server.v1.regmend"] section. It must not repeat a
 	// table the harness writes (see ConfigPath for the generated file).
 	ExtraConfig string
+	// ConfigVersion is the generated config.toml's format: 0 or 3 for
+	// containerd 2.x (the default), 2 for containerd 1.6/1.7, whose CRI
+	// plugin reads [plugins."io.containerd.grpc.v1.cri"]. Set Binary to
+	// such a containerd (e.g. Debian's /usr/bin/containerd) with 2.
+	ConfigVersion int
 }
 
 // Containerd is a throwaway containerd daemon with CRI enabled, the native
@@ -108,7 +113,16 @@ func StartContainerd(t testing.TB, opts ContainerdOptions) *Containerd {
 			t.Fatalf("containerd dir: %v", err)
 		}
 	}
-	cfg := containerdConfig(dir, c.socket, c.hostsDir, opts.LogLevel) + "\n" + opts.ExtraConfig + "\n"
+	var cfg string
+	switch opts.ConfigVersion {
+	case 0, 3:
+		cfg = containerdConfig(dir, c.socket, c.hostsDir, opts.LogLevel)
+	case 2:
+		cfg = containerdConfigV2(dir, c.socket, c.hostsDir, opts.LogLevel)
+	default:
+		t.Fatalf("containerd: unsupported ConfigVersion %d (want 2 or 3)", opts.ConfigVersion)
+	}
+	cfg += "\n" + opts.ExtraConfig + "\n"
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write containerd config: %v", err)
 	}
@@ -160,6 +174,45 @@ temp = %[3]q
 		filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "tmp"),
 		socket, socket+".ttrpc", level, filepath.Join(dir, "opt"), hostsDir,
 		"linux/"+runtime.GOARCH)
+}
+
+// containerdConfigV2 returns the generated config.toml (before ExtraConfig) in
+// format version 2, for containerd 1.6/1.7: the same private directories,
+// sockets and hosts directory as containerdConfig. Their CRI pulls go through
+// the CRI plugin itself (no transfer service), which unpacks into its own
+// snapshotter.
+func containerdConfigV2(dir, socket, hostsDir, level string) string {
+	return fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+temp = %[3]q
+
+[grpc]
+  address = %[4]q
+
+[ttrpc]
+  address = %[5]q
+
+[debug]
+  level = %[6]q
+
+# Keep everything inside the private directory; nothing global is touched.
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[7]q
+
+# containerd 1.7's NRI would listen on the global /var/run/nri/nri.sock (1.6
+# has no NRI and ignores this table).
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "native"
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = %[8]q
+`,
+		filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "tmp"),
+		socket, socket+".ttrpc", level, filepath.Join(dir, "opt"), hostsDir)
 }
 
 // Socket returns the path of containerd's gRPC unix socket.
