@@ -95,9 +95,6 @@ func NewHealer(store content.Store, remote *Remote, opts ...HealerOption) (*Heal
 	return h, nil
 }
 
-// Remote returns the registry access the healer writes through.
-func (h *Healer) Remote() *Remote { return h.remote }
-
 // Plan walks the closure of t.Root locally and asks the registry which nodes
 // it holds. It writes nothing.
 func (h *Healer) Plan(ctx context.Context, t Target) (*Plan, error) {

@@ -127,9 +127,6 @@ func (r *Remote) Allowed(registry string) bool {
 	return len(r.registries) == 0 || slices.Contains(r.registries, registry)
 }
 
-// Registries returns the allow-list.
-func (r *Remote) Registries() []string { return slices.Clone(r.registries) }
-
 // hosts returns the hosts containerd would use for registry, minus regmend's
 // own mirror.
 func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
