@@ -17,7 +17,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/mirror"
+	"github.com/regmend/regmend/resolver/registry"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -168,7 +171,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				}
 				host, served := mirror, srv.requests(t, "served")
 				var store *readCounter
-				var q *resolver.Queue
+				var q *heal.Queue
 				if v.block != 0 {
 					var url string
 					url, store, q = serveInProcess(t, nodeA, reg, max(v.block, 0), v.heal == healQueue)
@@ -214,7 +217,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 		header: []string{"pull", "ReadAt calls to node A's containerd during the pull (mirror and heal)", "time", "ratio"},
 		rows:   rows,
 		notes: []string{"A healthy pull never reaches regmend: every run checks that regmend's mirror request counter does not move. " +
-			"The in-process rows build the same `resolver.Mirror` and `resolver.Queue` that `regmend serve` runs, over node A's gRPC content store, in the test process; " +
+			"The in-process rows build the same `mirror.Mirror` and `heal.Queue` that `regmend serve` runs, over node A's gRPC content store, in the test process; " +
 			"the first of them checks that the in-process setup behaves like the binary; the second widens every read of the content store to 1 MiB (proposed fix 1); " +
 			"the third serves without healing, to show what the background heal costs the pull; the last also widens the reads and queues the heal only once the pull has ended (proposed fix 2: heal after serving)."},
 	})
@@ -253,30 +256,30 @@ const (
 // serveInProcess runs regmend's mirror over node's content store in this
 // process, as `regmend serve` does, and the heal queue it feeds when heal;
 // block > 0 widens every read of the store (readCounter).
-func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, heal bool) (string, *readCounter, *resolver.Queue) {
+func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, heal bool) (string, *readCounter, *heal.Queue) {
 	t.Helper()
-	remote, err := resolver.NewRemote(resolver.WithRegistries(reg.Addr()), resolver.WithHostsDir(node.HostsDir()))
+	remote, err := registry.NewRemote(registry.WithRegistries(reg.Addr()), registry.WithHostsDir(node.HostsDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl := node.Client()
 	store := &readCounter{Store: cl.ContentStore(), block: block}
-	healer, err := resolver.NewHealer(store, remote)
+	healer, err := heal.NewHealer(store, remote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := resolver.NewQueue(healer, resolver.LocalRoots{Store: store, Blobs: cl.ContentStore(), Images: cl.ImageService()})
+	q, err := heal.NewQueue(healer, content.Local{Store: store, Blobs: cl.ContentStore(), Images: cl.ImageService()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
-	var opts []resolver.MirrorOption
+	var opts []mirror.Option
 	if heal {
-		opts = append(opts, resolver.WithHealQueue(q))
+		opts = append(opts, mirror.WithHealQueue(q))
 	}
-	srv := httptest.NewServer(resolver.NewMirror(store, remote, opts...))
+	srv := httptest.NewServer(mirror.New(store, remote, opts...))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -302,7 +305,7 @@ func reap(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, blo
 func waitHealed(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, blobs []digest.Digest) time.Time {
 	t.Helper()
 	err := harness.WaitFor(60*time.Second, nil, "background heal", func() error {
-		if got, ok := reg.TagDigest(repo, resolver.RetentionTag(d)); !ok || got != d {
+		if got, ok := reg.TagDigest(repo, heal.RetentionTag(d)); !ok || got != d {
 			return errors.New("no retention tag yet")
 		}
 		for _, b := range blobs {

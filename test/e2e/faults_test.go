@@ -21,7 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -42,7 +42,7 @@ func assertHealed(t *testing.T, s *orphanScenario) {
 	if !s.reg.ManifestExists("app", s.d1) {
 		t.Errorf("manifest %s not in the registry", s.d1)
 	}
-	if got, _ := s.reg.TagDigest("app", resolver.RetentionTag(s.d1)); got != s.d1 {
+	if got, _ := s.reg.TagDigest("app", heal.RetentionTag(s.d1)); got != s.d1 {
 		t.Errorf("retention tag = %q, want %s", got, s.d1)
 	}
 	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
@@ -337,7 +337,7 @@ func TestServeWhileRegistryDown(t *testing.T) {
 	p.up()
 	waitFor(t, 60*time.Second, "registry healed after it came back", func() bool {
 		mustPull(ctx, t, s.nodeA, ref) // each pull asks regmend again, past the backoff
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
 	assertHealed(t, s)
@@ -371,7 +371,7 @@ func TestServeAcrossContainerdRestart(t *testing.T) {
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app@"+s.d1.String()))
 	t.Logf("pull through the mirror right after the restart: %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 30*time.Second, "registry healed after the restart", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
 	assertHealed(t, s)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -66,7 +66,7 @@ func (s *orphanScenario) pullHealsThroughMirror(ctx context.Context, t *testing.
 	mustPull(ctx, t, s.nodeA, ref)
 	t.Logf("CRI pull of the reaped digest through regmend: %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 30*time.Second, "registry healed", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
 	for _, d := range s.img.Blobs() {

@@ -1,4 +1,4 @@
-package resolver
+package heal
 
 import (
 	"bytes"
@@ -11,7 +11,29 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
 )
+
+// Retention is what a heal binds to an orphan root it re-pushed.
+type Retention string
+
+// Retention modes.
+const (
+	// RetainTag binds RetentionTag(digest), so the next garbage collection
+	// of untagged manifests keeps the orphan.
+	RetainTag Retention = "tag"
+	// RetainNone binds nothing: the next such GC deletes the orphan again.
+	RetainNone Retention = "none"
+)
+
+// ParseRetention reads a retention mode: "tag" or "none".
+func ParseRetention(s string) (Retention, error) {
+	switch r := Retention(s); r {
+	case RetainTag, RetainNone:
+		return r, nil
+	}
+	return "", fmt.Errorf("retention %q: want %s or %s: %w", s, RetainTag, RetainNone, errdefs.ErrInvalidArgument)
+}
 
 // retentionSuffix marks tags regmend owns. Such a tag only ever points at
 // the manifest whose digest it names.
@@ -35,12 +57,12 @@ func RetentionTag(d digest.Digest) string {
 // restored, each pushed manifest whose parents are all still missing gets
 // one, so what this node uses survives. A child of a present index needs
 // none: the tagged index keeps it.
-func (h *Healer) retain(ctx context.Context, sess *session, plan *Plan, res *Result) error {
-	if h.retention == nil || !res.RootWasMissing {
+func (h *Healer) retain(ctx context.Context, sess *registry.Session, plan *Plan, res *Result) error {
+	if h.retention != RetainTag || !res.RootWasMissing {
 		return nil
 	}
 	for _, n := range anchors(plan, res) {
-		tag := h.retention(n.Digest)
+		tag := RetentionTag(n.Digest)
 		if err := h.bindTag(ctx, sess, tag, n); err != nil {
 			return err
 		}
@@ -80,8 +102,8 @@ func anchors(plan *Plan, res *Result) []*content.Node {
 
 // bindTag points tag at n unless the tag exists: an existing tag is never
 // moved, and one pointing elsewhere is an error.
-func (h *Healer) bindTag(ctx context.Context, sess *session, tag string, n *content.Node) error {
-	cur, ok, err := sess.tagDigest(ctx, tag)
+func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, tag string, n *content.Node) error {
+	cur, ok, err := sess.TagDigest(ctx, tag)
 	if err != nil {
 		return fmt.Errorf("retention tag %s: %w", tag, err)
 	}
@@ -89,14 +111,14 @@ func (h *Healer) bindTag(ctx context.Context, sess *session, tag string, n *cont
 		if cur == n.Digest {
 			return nil
 		}
-		return fmt.Errorf("retention tag %s:%s points at %s, not %s; regmend never moves a tag: %w", sess.ref(""), tag, cur, n.Digest, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("retention tag %s:%s points at %s, not %s; regmend never moves a tag: %w", sess.Ref(""), tag, cur, n.Digest, errdefs.ErrFailedPrecondition)
 	}
 	b, err := content.ReadDocument(ctx, h.store, n.Descriptor)
 	if err != nil {
 		return fmt.Errorf("retention tag %s: %w", tag, err)
 	}
-	err = sess.retry.do(ctx, func() error {
-		_, err := sess.push(ctx, ":"+tag+"@"+n.Digest.String(), n.Descriptor, func() (io.ReadCloser, error) {
+	err = sess.Retry(ctx, func() error {
+		_, err := sess.Push(ctx, ":"+tag+"@"+n.Digest.String(), n.Descriptor, func() (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(b)), nil
 		})
 		return err

@@ -1,4 +1,4 @@
-package resolver
+package heal
 
 import (
 	"time"
@@ -7,6 +7,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // NodeResult is one node of a closure as a plan or heal left it.
@@ -51,8 +52,8 @@ func (r *Result) status(p *Plan, d digest.Digest) Status {
 	return p.Status(d)
 }
 
-func (r *Result) finish(p *Plan, sess *session, took time.Duration) {
-	r.Duration, r.Requests = took, sess.counts.heads.Load()+sess.counts.writes.Load()
+func (r *Result) finish(p *Plan, sess *registry.Session, took time.Duration) {
+	r.Duration, r.Requests = took, sess.Requests()
 	if p == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package resolver
+package heal
 
 import (
 	"errors"
@@ -8,9 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are regmend's Prometheus metrics. A nil *Metrics records nothing.
+// Metrics are the heal engine's Prometheus metrics: heals, bytes pushed,
+// the background queue and the sweep. A nil *Metrics records nothing.
 type Metrics struct {
-	requests     *prometheus.CounterVec
 	heals        *prometheus.CounterVec
 	bytesPushed  prometheus.Counter
 	healDuration prometheus.Histogram
@@ -24,10 +24,6 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "regmend_mirror_requests_total",
-			Help: "Mirror requests by outcome: served, not_found, not_allowed, bad_request, method_not_allowed.",
-		}, []string{"outcome"}),
 		heals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "regmend_heals_total",
 			Help: "Heals by result: healed, nothing (registry already whole), partial, failed.",
@@ -63,15 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.heals, m.bytesPushed, m.healDuration, m.queueDepth, m.dropped, m.dataLoss, m.images, m.lastSweep)
+		reg.MustRegister(m.heals, m.bytesPushed, m.healDuration, m.queueDepth, m.dropped, m.dataLoss, m.images, m.lastSweep)
 	}
 	return m
-}
-
-func (m *Metrics) request(outcome string) {
-	if m != nil {
-		m.requests.WithLabelValues(outcome).Inc()
-	}
 }
 
 func (m *Metrics) drop(reason string) {
@@ -115,8 +105,8 @@ func (m *Metrics) Sweep(byState map[string]int, at time.Time) {
 	if m == nil {
 		return
 	}
-	for _, s := range []string{"healthy", "healable", "broken", "unreachable"} {
-		m.images.WithLabelValues(s).Set(float64(byState[s]))
+	for _, s := range States {
+		m.images.WithLabelValues(string(s)).Set(float64(byState[string(s)]))
 	}
 	m.lastSweep.Set(float64(at.Unix()))
 }

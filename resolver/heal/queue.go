@@ -1,4 +1,4 @@
-package resolver
+package heal
 
 import (
 	"context"
@@ -9,30 +9,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // RootFinder finds what to heal for a digest requested from registry/repo:
 // the topmost local descriptors whose closure holds it.
 type RootFinder interface {
 	Roots(ctx context.Context, registry, repo string, d digest.Digest) ([]ocispec.Descriptor, error)
-}
-
-// LocalRoots finds roots in containerd's content store and image records.
-type LocalRoots struct {
-	Store  content.Store
-	Blobs  content.BlobLister
-	Images content.ImageLister
-}
-
-// Roots implements RootFinder with content.Roots.
-func (l LocalRoots) Roots(ctx context.Context, registry, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
-	return content.Roots(ctx, l.Store, l.Blobs, l.Images, registry, repo, d)
 }
 
 // Queue heals in the background what the mirror served. It is bounded: when
@@ -66,15 +55,29 @@ type queuedJob struct {
 	at time.Time
 }
 
+// registryStatus is a failing registry's backoff: exponential from
+// minRegistryBackoff to maxRegistryBackoff, reset by a heal that reaches it.
 type registryStatus struct {
-	until time.Time
-	delay time.Duration
+	until   time.Time
+	backoff *backoff.ExponentialBackOff
 }
 
 // QueueOption configures a Queue.
 type QueueOption func(*Queue) error
 
-// WithQueueSize bounds the heals waiting. The default is 256.
+// Queue defaults.
+const (
+	DefaultQueueSize    = 256
+	DefaultWorkers      = 2
+	DefaultRecheckAfter = 5 * time.Minute
+	// DefaultQuietPeriod is short enough not to delay a heal noticeably and
+	// long enough for a pull's requests to finish first (make bench).
+	DefaultQuietPeriod = 300 * time.Millisecond
+	// healTimeout bounds one background heal, retries included.
+	healTimeout = 10 * time.Minute
+)
+
+// WithQueueSize bounds the heals waiting. The default is DefaultQueueSize.
 func WithQueueSize(n int) QueueOption {
 	return func(q *Queue) error {
 		if n < 1 {
@@ -85,7 +88,8 @@ func WithQueueSize(n int) QueueOption {
 	}
 }
 
-// WithWorkers sets how many heals run at once. The default is 2.
+// WithWorkers sets how many heals run at once. The default is
+// DefaultWorkers.
 func WithWorkers(n int) QueueOption {
 	return func(q *Queue) error {
 		if n < 1 {
@@ -97,14 +101,15 @@ func WithWorkers(n int) QueueOption {
 }
 
 // WithRecheckAfter sets how long a healed digest is not checked again. The
-// default is 5 minutes.
+// default is DefaultRecheckAfter.
 func WithRecheckAfter(d time.Duration) QueueOption {
 	return func(q *Queue) error { q.recheck = d; return nil }
 }
 
 // WithQuietPeriod makes a queued heal wait until its repository has had no
 // request for d, so the heal does not compete for the node's disk and
-// containerd with the pull it is serving. The default is 300ms.
+// containerd with the pull it is serving. The default is
+// DefaultQuietPeriod.
 func WithQuietPeriod(d time.Duration) QueueOption {
 	return func(q *Queue) error { q.quiet = d; return nil }
 }
@@ -123,8 +128,8 @@ const (
 // NewQueue returns a Queue healing with healer the roots that roots finds.
 func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, error) {
 	q := &Queue{
-		healer: healer, roots: roots, workers: 2, recheck: 5 * time.Minute, quiet: 300 * time.Millisecond, timeout: 10 * time.Minute,
-		jobs:    make(chan queuedJob, 256),
+		healer: healer, roots: roots, workers: DefaultWorkers, recheck: DefaultRecheckAfter, quiet: DefaultQuietPeriod, timeout: healTimeout,
+		jobs:    make(chan queuedJob, DefaultQueueSize),
 		pending: map[healJob]bool{}, recent: map[healJob]time.Time{}, down: map[string]registryStatus{}, seen: map[string]time.Time{},
 	}
 	for _, o := range opts {
@@ -237,12 +242,18 @@ func (q *Queue) run(ctx context.Context, qj queuedJob) {
 	case err == nil || errors.Is(err, errNotHealable):
 		delete(q.down, j.registry)
 		q.remember(j, now.Add(q.recheck))
-	case transient(err):
+	case registry.IsTransient(err):
 		st := q.down[j.registry]
-		st.delay = min(max(2*st.delay, minRegistryBackoff), maxRegistryBackoff)
-		st.until = now.Add(st.delay)
+		if st.backoff == nil {
+			st.backoff = &backoff.ExponentialBackOff{
+				InitialInterval: minRegistryBackoff, Multiplier: 2, MaxInterval: maxRegistryBackoff,
+			}
+			st.backoff.Reset()
+		}
+		delay := st.backoff.NextBackOff()
+		st.until = now.Add(delay)
 		q.down[j.registry] = st
-		log.G(ctx).WithError(err).WithField("retry_after", st.delay).Warn("heal failed; registry backing off")
+		log.G(ctx).WithError(err).WithField("retry_after", delay).Warn("heal failed; registry backing off")
 	default:
 		q.remember(j, now.Add(q.recheck))
 		log.G(ctx).WithError(err).Warn("heal failed")

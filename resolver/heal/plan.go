@@ -1,4 +1,4 @@
-package resolver
+package heal
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // Target names what to heal: a root descriptor in a registry's repository.
@@ -20,6 +21,12 @@ type Target struct {
 	Root       ocispec.Descriptor `json:"root"`
 }
 
+// TargetOf returns the target of a local image.
+func TargetOf(img content.Image) Target {
+	return Target{Registry: img.Registry, Repository: img.Repository, Root: img.Root}
+}
+
+// String returns registry/repository@digest, the pull reference of the root.
 func (t Target) String() string {
 	return t.Registry + "/" + t.Repository + "@" + t.Root.Digest.String()
 }
@@ -86,7 +93,7 @@ func (p *Plan) Count(s Status) int {
 
 // planner asks the registry about a closure.
 type planner struct {
-	sess        *session
+	sess        *registry.Session
 	concurrency int
 	deep        bool
 }
@@ -138,9 +145,9 @@ func (pl *planner) ask(ctx context.Context, nodes []*content.Node, manifest bool
 			continue
 		}
 		g.Go(func() error {
-			ok, err := pl.sess.exists(gctx, n.Descriptor, manifest)
+			ok, err := pl.sess.Exists(gctx, n.Descriptor, manifest)
 			if err != nil {
-				return fmt.Errorf("registry %s: is %s %s there: %w", pl.sess.ref(""), n.Kind, n.Digest, err)
+				return fmt.Errorf("registry %s: is %s %s there: %w", pl.sess.Ref(""), n.Kind, n.Digest, err)
 			}
 			mu.Lock()
 			remote[n.Digest] = ok

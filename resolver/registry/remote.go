@@ -1,13 +1,11 @@
-package resolver
+package registry
 
 import (
 	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/errdefs"
 	"golang.org/x/time/rate"
+
+	"github.com/regmend/regmend/imageref"
 )
 
 // Remote reaches the registries regmend heals, configured as containerd is
@@ -26,6 +26,7 @@ type Remote struct {
 	registries  []string // allow-list; empty allows any
 	retry       retryPolicy
 	limiter     *rate.Limiter // nil: unlimited
+	stall       time.Duration
 
 	mu     sync.Mutex
 	cached map[string]cachedHosts // registry → its hosts, for hostsTTL
@@ -42,19 +43,23 @@ type cachedHosts struct {
 // again, so an edit takes effect without a restart.
 const hostsTTL = 30 * time.Second
 
-// RemoteOption configures a Remote.
-type RemoteOption func(*Remote) error
+// DefaultHostsDir is containerd's usual config_path, where hosts.toml files
+// live: /etc/containerd/certs.d/<registry>/hosts.toml.
+const DefaultHostsDir = "/etc/containerd/certs.d"
+
+// Option configures a Remote.
+type Option func(*Remote) error
 
 // WithHostsDir reads registry host configuration (hosts.toml, certificates)
-// from dir, as containerd's config_path. The default is
-// /etc/containerd/certs.d; "" uses containerd's defaults for every registry.
-func WithHostsDir(dir string) RemoteOption {
+// from dir, as containerd's config_path. The default is DefaultHostsDir; ""
+// uses containerd's defaults for every registry.
+func WithHostsDir(dir string) Option {
 	return func(r *Remote) error { r.hostsDir = dir; return nil }
 }
 
 // WithAuthFile takes registry credentials from a docker-style config.json.
 // A missing file means no credentials. The default is none.
-func WithAuthFile(path string) RemoteOption {
+func WithAuthFile(path string) Option {
 	return func(r *Remote) error {
 		creds, err := loadAuthFile(path)
 		if err != nil {
@@ -67,16 +72,16 @@ func WithAuthFile(path string) RemoteOption {
 
 // WithExcludedHost never sends a request to hostport (regmend's own mirror
 // listen address), even when hosts.toml lists it.
-func WithExcludedHost(hostport string) RemoteOption {
+func WithExcludedHost(hostport string) Option {
 	return func(r *Remote) error { r.exclude = append(r.exclude, hostport); return nil }
 }
 
 // WithRegistries restricts pushes to the named registries (host[:port]).
 // The default allows any registry named explicitly by a caller.
-func WithRegistries(names ...string) RemoteOption {
+func WithRegistries(names ...string) Option {
 	return func(r *Remote) error {
 		for _, n := range names {
-			if err := ValidateRegistry(n); err != nil {
+			if err := imageref.ValidateRegistry(n); err != nil {
 				return err
 			}
 		}
@@ -88,7 +93,7 @@ func WithRegistries(names ...string) RemoteOption {
 // WithRetry sets how many times a transient registry failure (connection
 // drop, 408, 429, 5xx) is tried in all, with exponential backoff from base.
 // The default is 5 attempts from 200ms.
-func WithRetry(attempts int, base time.Duration) RemoteOption {
+func WithRetry(attempts int, base time.Duration) Option {
 	return func(r *Remote) error {
 		if attempts < 1 {
 			return fmt.Errorf("retry attempts %d: must be at least 1: %w", attempts, errdefs.ErrInvalidArgument)
@@ -98,10 +103,29 @@ func WithRetry(attempts int, base time.Duration) RemoteOption {
 	}
 }
 
+// WithStallTimeout abandons a request to a registry that makes no progress
+// for d (no byte of its body taken, no answer, no byte of the answer), as a
+// transient failure, so a registry that accepts connections and never
+// answers cannot hang a heal. An upload that moves, however slowly, is never
+// cut; the registry's own check of a large blob after its last byte must fit
+// in d. The default is DefaultStallTimeout.
+func WithStallTimeout(d time.Duration) Option {
+	return func(r *Remote) error {
+		if d <= 0 {
+			return fmt.Errorf("stall timeout %s: must be positive: %w", d, errdefs.ErrInvalidArgument)
+		}
+		r.stall = d
+		return nil
+	}
+}
+
+// DefaultStallTimeout is how long a registry request may make no progress.
+const DefaultStallTimeout = 60 * time.Second
+
 // WithRequestRate limits the requests sent to registries to perSecond on
 // average with bursts of burst, so a fleet of nodes checking at once does
 // not flatten an edge registry. The default is unlimited.
-func WithRequestRate(perSecond float64, burst int) RemoteOption {
+func WithRequestRate(perSecond float64, burst int) Option {
 	return func(r *Remote) error {
 		if perSecond <= 0 || burst < 1 {
 			return fmt.Errorf("request rate %g/s burst %d: both must be positive: %w", perSecond, burst, errdefs.ErrInvalidArgument)
@@ -112,8 +136,8 @@ func WithRequestRate(perSecond float64, burst int) RemoteOption {
 }
 
 // NewRemote returns a Remote.
-func NewRemote(opts ...RemoteOption) (*Remote, error) {
-	r := &Remote{hostsDir: "/etc/containerd/certs.d", retry: defaultRetry, cached: map[string]cachedHosts{}}
+func NewRemote(opts ...Option) (*Remote, error) {
+	r := &Remote{hostsDir: DefaultHostsDir, retry: defaultRetry, stall: DefaultStallTimeout, cached: map[string]cachedHosts{}}
 	for _, o := range opts {
 		if err := o(r); err != nil {
 			return nil, err
@@ -218,17 +242,4 @@ func (r *Remote) pushHost(ctx context.Context, registry string) (docker.Registry
 		}
 	}
 	return docker.RegistryHost{}, fmt.Errorf("no push-capable host for %s in hosts.toml under %s: %w", registry, r.hostsDir, errdefs.ErrNotFound)
-}
-
-// ValidateRegistry checks that name is a registry host[:port], without a
-// scheme or path.
-func ValidateRegistry(name string) error {
-	if name == "" || strings.ContainsAny(name, "/?#@ \t\n") {
-		return fmt.Errorf("registry %q: want host[:port] without scheme or path: %w", name, errdefs.ErrInvalidArgument)
-	}
-	u, err := url.Parse("dummy://" + name)
-	if err != nil || u.Host != name || u.Hostname() == "" {
-		return fmt.Errorf("registry %q: want host[:port]: %w", name, errdefs.ErrInvalidArgument)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package resolver
+package mirror
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -18,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
 )
 
 // Mirror serves the read-only part of the distribution API that containerd
@@ -33,31 +35,42 @@ import (
 // resolve to stale local content.
 type Mirror struct {
 	store   content.Store
-	remote  *Remote
-	queue   *Queue
+	allowed Allowlist
+	queue   Enqueuer
 	metrics *Metrics
 }
 
-// MirrorOption configures a Mirror.
-type MirrorOption func(*Mirror)
+// Allowlist says which registries the mirror serves.
+type Allowlist interface {
+	Allowed(registry string) bool
+}
+
+// Enqueuer takes a request to heal what holds a digest in registry/repo;
+// it never blocks and reports whether a heal was queued.
+type Enqueuer interface {
+	Enqueue(registry, repo string, d digest.Digest) bool
+}
+
+// Option configures a Mirror.
+type Option func(*Mirror)
 
 // WithHealQueue heals what the mirror serves through q. Without it the
 // mirror only serves.
-func WithHealQueue(q *Queue) MirrorOption { return func(m *Mirror) { m.queue = q } }
+func WithHealQueue(q Enqueuer) Option { return func(m *Mirror) { m.queue = q } }
 
-// WithMirrorMetrics records requests by outcome.
-func WithMirrorMetrics(mt *Metrics) MirrorOption { return func(m *Mirror) { m.metrics = mt } }
+// WithMetrics records requests by outcome.
+func WithMetrics(mt *Metrics) Option { return func(m *Mirror) { m.metrics = mt } }
 
-// NewMirror serves store for the registries remote allows.
-func NewMirror(store content.Store, remote *Remote, opts ...MirrorOption) *Mirror {
-	m := &Mirror{store: store, remote: remote}
+// New serves store for the registries allowed names (a registry.Remote).
+func New(store content.Store, allowed Allowlist, opts ...Option) *Mirror {
+	m := &Mirror{store: store, allowed: allowed}
 	for _, o := range opts {
 		o(m)
 	}
 	return m
 }
 
-// request is a parsed /v2/<name>/<kind>/<digest> request.
+// mirrorRequest is a parsed /v2/<name>/<kind>/<digest> request.
 type mirrorRequest struct {
 	registry, repo, kind string
 	digest               digest.Digest
@@ -84,7 +97,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, r, status, outcome, code, msg)
 		return
 	}
-	if !m.remote.Allowed(req.registry) || req.registry == "" {
+	if req.registry == "" || !m.allowed.Allowed(req.registry) {
 		m.fail(w, r, http.StatusNotFound, "not_allowed", "NAME_UNKNOWN", "registry not served by regmend")
 		return
 	}
@@ -123,7 +136,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer ra.Close()
 		m.serveHeaders(w, desc)
 		// ServeContent streams and answers single Range requests with 206.
-		http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(&readAhead{ra: ra}, 0, desc.Size))
+		http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(content.NewReadAhead(ra), 0, desc.Size))
 	}
 	m.metrics.request("served")
 	if m.queue != nil {
@@ -139,18 +152,15 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const storeWait = 12 * time.Second
 
 func (m *Mirror) info(ctx context.Context, d digest.Digest) (ctrcontent.Info, error) {
-	deadline := time.Now().Add(storeWait)
-	for {
-		info, err := m.store.Info(ctx, d)
-		if !errdefs.IsUnavailable(err) || time.Now().After(deadline) {
-			return info, err
+	var info ctrcontent.Info
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		var err error
+		if info, err = m.store.Info(ctx, d); err != nil && !errdefs.IsUnavailable(err) {
+			return struct{}{}, backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return info, err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(200*time.Millisecond)), backoff.WithMaxElapsedTime(storeWait))
+	return info, err
 }
 
 func (m *Mirror) serveHeaders(w http.ResponseWriter, desc ocispec.Descriptor) {
@@ -196,10 +206,10 @@ func parseMirrorRequest(r *http.Request) (req mirrorRequest, status int, code, m
 	if kind != "manifests" && kind != "blobs" {
 		return req, http.StatusNotFound, "NAME_UNKNOWN", "not a distribution API path"
 	}
-	if err := ValidateRepository(req.repo); err != nil {
+	if err := imageref.ValidateRepository(req.repo); err != nil {
 		return req, http.StatusBadRequest, "NAME_INVALID", "invalid repository name"
 	}
-	if req.registry != "" && ValidateRegistry(req.registry) != nil {
+	if req.registry != "" && imageref.ValidateRegistry(req.registry) != nil {
 		return req, http.StatusBadRequest, "NAME_INVALID", "invalid ns registry name"
 	}
 	if !strings.Contains(ref, ":") {
@@ -217,32 +227,4 @@ func parseMirrorRequest(r *http.Request) (req mirrorRequest, status int, code, m
 	}
 	req.digest = d
 	return req, 0, "", ""
-}
-
-// readAhead reads containerd content in copyBlock blocks however small the
-// reads asked of it (http.ServeContent asks 32 KiB at a time): over gRPC
-// every read is a request. It serves one sequential reader.
-type readAhead struct {
-	ra    io.ReaderAt
-	buf   []byte
-	start int64 // offset of buf[0]
-}
-
-func (r *readAhead) ReadAt(p []byte, off int64) (int, error) {
-	if off < r.start || off >= r.start+int64(len(r.buf)) {
-		if cap(r.buf) == 0 {
-			r.buf = make([]byte, copyBlock)
-		}
-		n, err := r.ra.ReadAt(r.buf[:cap(r.buf)], off)
-		r.buf, r.start = r.buf[:n], off
-		if n == 0 {
-			return 0, err
-		}
-	}
-	n := copy(p, r.buf[off-r.start:])
-	if n < len(p) {
-		m, err := r.ReadAt(p[n:], off+int64(n))
-		return n + m, err
-	}
-	return n, nil
 }

@@ -1,18 +1,14 @@
-package resolver
+package registry
 
 import (
 	"fmt"
 	"hash"
 	"io"
-	"regexp"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
-
-// repoPattern is distribution's repository name grammar.
-var repoPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
 
 // verifyingReader streams exactly desc.Size bytes and hashes them as they
 // pass. The read that would deliver the final bytes first checks the digest:

@@ -1,4 +1,4 @@
-package resolver
+package registry
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/time/rate"
+
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
 )
 
 // manifestAccept lists every manifest type regmend handles, so a registry
@@ -27,10 +30,11 @@ var manifestAccept = strings.Join([]string{
 	"*/*",
 }, ", ")
 
-// session talks to one repository of one registry, through the registry's
-// own host as hosts.toml configures it. A session lives for one heal: its
-// push tracker must not remember pushes from before a later GC.
-type session struct {
+// Session talks to one repository of one registry, through the registry's
+// own host as hosts.toml configures it. A Session lives for one heal: its
+// push tracker must not remember pushes from before a later GC (see Renew).
+// Its methods are safe for concurrent use.
+type Session struct {
 	registry, repo string
 	host           docker.RegistryHost
 	resolver       remotes.Resolver
@@ -41,7 +45,7 @@ type session struct {
 }
 
 // wait takes a token from the request-rate limit, if there is one.
-func (s *session) wait(ctx context.Context) error {
+func (s *Session) wait(ctx context.Context) error {
 	if s.limiter == nil {
 		return nil
 	}
@@ -51,23 +55,24 @@ func (s *session) wait(ctx context.Context) error {
 // requestCounts counts the requests a heal sent, by kind.
 type requestCounts struct{ heads, writes atomic.Int64 }
 
-func (r *Remote) session(ctx context.Context, registry, repo string) (*session, error) {
-	if err := ValidateRepository(repo); err != nil {
+// Session opens a session with repo of registry, which must be allowed.
+func (r *Remote) Session(ctx context.Context, registry, repo string) (*Session, error) {
+	if err := imageref.ValidateRepository(repo); err != nil {
 		return nil, err
 	}
 	h, err := r.pushHost(ctx, registry)
 	if err != nil {
 		return nil, err
 	}
-	h.Client = registryClient(h.Client)
-	s := &session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}
-	return s.renew(), nil
+	h.Client = registryClient(h.Client, r.stall)
+	s := &Session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}
+	return s.Renew(), nil
 }
 
-// renew returns the session with a fresh push tracker, which otherwise
+// Renew returns the session with a fresh push tracker, which otherwise
 // answers "already exists" for anything it saw committed, even after the
-// registry lost it again.
-func (s *session) renew() *session {
+// registry lost it again. Request counts are shared with s.
+func (s *Session) Renew() *Session {
 	c := *s
 	c.tracker = docker.NewInMemoryTracker()
 	c.resolver = docker.NewResolver(docker.ResolverOptions{
@@ -77,11 +82,20 @@ func (s *session) renew() *session {
 	return &c
 }
 
-func (s *session) ref(object string) string { return s.registry + "/" + s.repo + object }
+// Ref names object ("", "@digest" or ":tag") in the session's repository.
+func (s *Session) Ref(object string) string { return s.registry + "/" + s.repo + object }
+
+// Requests returns how many requests the session (and its renewals) sent.
+func (s *Session) Requests() int64 { return s.counts.heads.Load() + s.counts.writes.Load() }
+
+// Retry runs fn until it succeeds, fails permanently, or the Remote's
+// attempts are spent, waiting with exponential backoff (or as long as the
+// registry's Retry-After asks) between tries.
+func (s *Session) Retry(ctx context.Context, fn func() error) error { return s.retry.do(ctx, fn) }
 
 // scoped adds the repository's pull and push token scopes to ctx, which
 // containerd's authorizer reads when it fetches a bearer token.
-func (s *session) scoped(ctx context.Context) context.Context {
+func (s *Session) scoped(ctx context.Context) context.Context {
 	spec := reference.Spec{Locator: s.registry + "/" + s.repo}
 	sctx, err := docker.ContextWithRepositoryScope(ctx, spec, true)
 	if err != nil {
@@ -92,7 +106,7 @@ func (s *session) scoped(ctx context.Context) context.Context {
 
 // head asks the registry for /v2/<repo>/<kind>/<ref> and returns the answer
 // with its body closed. 404 is an answer, not an error.
-func (s *session) head(ctx context.Context, kind, ref string) (*http.Response, error) {
+func (s *Session) head(ctx context.Context, kind, ref string) (*http.Response, error) {
 	ctx = s.scoped(ctx)
 	u := fmt.Sprintf("%s://%s%s/%s/%s/%s", s.host.Scheme, s.host.Host, s.host.Path, s.repo, kind, ref)
 	var resp *http.Response
@@ -104,7 +118,7 @@ func (s *session) head(ctx context.Context, kind, ref string) (*http.Response, e
 	return resp, err
 }
 
-func (s *session) headOnce(ctx context.Context, u string, reauth bool) (*http.Response, error) {
+func (s *Session) headOnce(ctx context.Context, u string, reauth bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("registry request %s: %w", u, errdefs.ErrInvalidArgument)
@@ -140,8 +154,8 @@ func (s *session) headOnce(ctx context.Context, u string, reauth bool) (*http.Re
 		}
 		return s.headOnce(ctx, u, false)
 	}
-	return nil, &statusError{
-		code:       resp.StatusCode,
+	return nil, &StatusError{
+		Code:       resp.StatusCode,
 		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
 		err:        fmt.Errorf("HEAD %s: registry answered %s: %w", u, resp.Status, classifyStatus(resp.StatusCode)),
 	}
@@ -161,8 +175,9 @@ func classifyStatus(code int) error {
 	return errdefs.ErrUnknown
 }
 
-// exists reports whether the registry holds desc in the session's repository.
-func (s *session) exists(ctx context.Context, desc ocispec.Descriptor, manifest bool) (bool, error) {
+// Exists reports whether the registry holds desc in the session's
+// repository, asking the manifests endpoint when manifest is set.
+func (s *Session) Exists(ctx context.Context, desc ocispec.Descriptor, manifest bool) (bool, error) {
 	kind := "blobs"
 	if manifest {
 		kind = "manifests"
@@ -174,41 +189,42 @@ func (s *session) exists(ctx context.Context, desc ocispec.Descriptor, manifest 
 	return resp.StatusCode == http.StatusOK, nil
 }
 
-// tagDigest returns the digest tag points at, if the tag exists.
-func (s *session) tagDigest(ctx context.Context, tag string) (digest.Digest, bool, error) {
+// TagDigest returns the digest tag points at, if the tag exists.
+func (s *Session) TagDigest(ctx context.Context, tag string) (digest.Digest, bool, error) {
 	resp, err := s.head(ctx, "manifests", tag)
 	if err != nil || resp.StatusCode == http.StatusNotFound {
 		return "", false, err
 	}
 	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
-		return "", true, fmt.Errorf("tag %s of %s: registry sent no valid Docker-Content-Digest: %w", tag, s.ref(""), errdefs.ErrUnknown)
+		return "", true, fmt.Errorf("tag %s of %s: registry sent no valid Docker-Content-Digest: %w", tag, s.Ref(""), errdefs.ErrUnknown)
 	}
 	return d, true, nil
 }
 
-// copyBlock is the read size from containerd's content store. Over gRPC
-// each read is one request, so io.Copy's 32 KiB reads cost a heal more than
-// half its time (make bench); containerd's own copies read 1 MiB.
-const copyBlock = 1 << 20
+// Outcome says what a push did.
+type Outcome int
 
-// pushOutcome says what a push did.
-type pushOutcome int
-
+// Push outcomes.
 const (
-	outcomePushed pushOutcome = iota
-	outcomeMounted
-	outcomeExisted
+	// Pushed: the bytes were uploaded.
+	Pushed Outcome = iota
+	// Mounted: the registry mounted the blob from another repository.
+	Mounted
+	// Existed: the registry already held it.
+	Existed
 )
 
-// push writes one descriptor to the registry at object ("@digest" or
-// ":tag@digest"), streaming body through a digest check. containerd's pusher
-// checks presence first and tries a cross-repository mount from the
-// distribution-source annotations on desc.
-func (s *session) push(ctx context.Context, object string, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (pushOutcome, error) {
-	pusher, err := s.resolver.Pusher(ctx, s.ref(object))
+// Push writes one descriptor to the registry at object ("@digest" or
+// ":tag@digest"), streaming what open returns through a digest check: bytes
+// that do not match desc never reach the registry whole, and the error is
+// errdefs.ErrDataLoss naming the local content. containerd's pusher checks
+// presence first and tries a cross-repository mount from the
+// distribution-source annotations on desc. Push tries once; wrap it in Retry.
+func (s *Session) Push(ctx context.Context, object string, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (Outcome, error) {
+	pusher, err := s.resolver.Pusher(ctx, s.Ref(object))
 	if err != nil {
-		return 0, fmt.Errorf("pusher for %s: %w", s.ref(object), err)
+		return 0, fmt.Errorf("pusher for %s: %w", s.Ref(object), err)
 	}
 	// One tracker key per object, so binding a tag to a manifest pushed
 	// moments before by digest is not taken for the same push.
@@ -221,12 +237,12 @@ func (s *session) push(ctx context.Context, object string, desc ocispec.Descript
 	if errdefs.IsAlreadyExists(err) {
 		st, _ := s.tracker.GetStatus(remotes.MakeRefKey(ctx, desc))
 		if st.MountedFrom != "" {
-			return outcomeMounted, nil
+			return Mounted, nil
 		}
-		return outcomeExisted, nil
+		return Existed, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("start push of %s to %s: %w", desc.Digest, s.ref(""), err)
+		return 0, fmt.Errorf("start push of %s to %s: %w", desc.Digest, s.Ref(""), err)
 	}
 	defer w.Close()
 	body, err := open()
@@ -235,26 +251,17 @@ func (s *session) push(ctx context.Context, object string, desc ocispec.Descript
 	}
 	defer body.Close()
 	vr := newVerifyingReader(body, desc)
-	if _, err := io.CopyBuffer(w, vr, make([]byte, min(desc.Size+1, copyBlock))); err != nil {
+	if _, err := io.CopyBuffer(w, vr, make([]byte, min(desc.Size+1, content.ReadSize))); err != nil {
 		if vr.err != nil {
 			return 0, vr.err // local side: bad bytes, never sent whole
 		}
-		return 0, fmt.Errorf("push %s to %s: %w", desc.Digest, s.ref(""), err)
+		return 0, fmt.Errorf("push %s to %s: %w", desc.Digest, s.Ref(""), err)
 	}
 	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			return outcomeExisted, nil
+			return Existed, nil
 		}
-		return 0, fmt.Errorf("commit %s to %s: %w", desc.Digest, s.ref(""), err)
+		return 0, fmt.Errorf("commit %s to %s: %w", desc.Digest, s.Ref(""), err)
 	}
-	return outcomePushed, nil
-}
-
-// ValidateRepository checks a repository name against the distribution
-// grammar: lowercase path components separated by '/'.
-func ValidateRepository(repo string) error {
-	if _, err := reference.Parse("host/" + repo); err != nil || !repoPattern.MatchString(repo) || len(repo) > 255 {
-		return fmt.Errorf("repository %q is not a valid name: %w", repo, errdefs.ErrInvalidArgument)
-	}
-	return nil
+	return Pushed, nil
 }

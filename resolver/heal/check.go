@@ -1,17 +1,16 @@
-package resolver
+package heal
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/remotes/docker"
-	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // ImageState is what a check found of one image at its registry.
@@ -119,9 +118,12 @@ func WithFix(fix bool) CheckOption {
 	return func(o *checkOptions) error { o.fix = fix; return nil }
 }
 
+// DefaultImageConcurrency is how many images a check asks about at once.
+const DefaultImageConcurrency = 4
+
 // WithImageConcurrency bounds how many images are checked at once; the
 // requests of each are bounded by the Healer's WithConcurrency. The default
-// is 4.
+// is DefaultImageConcurrency.
 func WithImageConcurrency(n int) CheckOption {
 	return func(o *checkOptions) error {
 		if n < 1 {
@@ -151,7 +153,7 @@ func WithProgress(fn func(done, total int, img *ImageReport)) CheckOption {
 // registry outside the Remote's allow-list) stops the check and is
 // returned, naming the image. Callers deduplicate targets.
 func (h *Healer) Check(ctx context.Context, targets []Target, opts ...CheckOption) (*CheckReport, error) {
-	o := checkOptions{images: 4}
+	o := checkOptions{images: DefaultImageConcurrency}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -207,7 +209,7 @@ func (h *Healer) checkOne(ctx context.Context, t Target, fix bool, down *downReg
 	case err == nil:
 	case ctx.Err() != nil:
 		return img, ctx.Err()
-	case !registrySide(err):
+	case !registry.IsRegistrySide(err):
 		return img, fmt.Errorf("check %s: %w", t, err)
 	default:
 		down.mark(t.Registry, err)
@@ -280,18 +282,6 @@ func (img *ImageReport) fixed(res *Result, err error) {
 	}
 }
 
-// registrySide reports whether a plan failed at the registry (no answer,
-// an error status, credentials refused) rather than on this node.
-func registrySide(err error) bool {
-	var (
-		ue *url.Error
-		se *statusError
-		us remoteerrors.ErrUnexpectedStatus
-	)
-	return errors.As(err, &ue) || errors.As(err, &se) || errors.As(err, &us) ||
-		errors.Is(err, docker.ErrInvalidAuthorization) || errdefs.IsUnauthorized(err)
-}
-
 // downRegistries remembers, for one check, the registries that could not
 // be reached at all, so their other images do not each wait out retries.
 type downRegistries struct {
@@ -299,22 +289,22 @@ type downRegistries struct {
 	err map[string]error
 }
 
-func (d *downRegistries) get(registry string) error {
+func (d *downRegistries) get(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.err[registry]
+	return d.err[name]
 }
 
 // mark records registry as down when err is a transport failure (refused,
 // timed out, TLS); an error status may concern one repository only.
-func (d *downRegistries) mark(registry string, err error) {
-	var ue *url.Error
-	if !errors.As(err, &ue) {
+func (d *downRegistries) mark(name string, err error) {
+	ue, ok := registry.IsUnreachable(err)
+	if !ok {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.err[registry] == nil {
-		d.err[registry] = ue
+	if d.err[name] == nil {
+		d.err[name] = ue
 	}
 }

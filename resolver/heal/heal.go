@@ -1,16 +1,13 @@
-package resolver
+package heal
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
-	ctrcontent "github.com/containerd/containerd/v2/core/content"
-	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -18,15 +15,16 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // Healer re-pushes what a registry lost from the local content store.
 type Healer struct {
 	store       content.Store
-	remote      *Remote
+	remote      *registry.Remote
 	concurrency int
 	deep        bool
-	retention   func(digest.Digest) string
+	retention   Retention
 	rounds      int
 	progress    func(Progress)
 	flights     singleflight.Group
@@ -50,7 +48,8 @@ func WithPushProgress(fn func(Progress)) HealerOption {
 // HealerOption configures a Healer.
 type HealerOption func(*Healer) error
 
-// WithConcurrency bounds the requests one heal has in flight. The default is 4.
+// WithConcurrency bounds the requests one heal has in flight. The default
+// is DefaultConcurrency.
 func WithConcurrency(n int) HealerOption {
 	return func(h *Healer) error {
 		if n < 1 {
@@ -67,26 +66,24 @@ func WithDeepCheck(deep bool) HealerOption {
 	return func(h *Healer) error { h.deep = deep; return nil }
 }
 
-// WithRetention sets the retention tag bound to an orphan root after it is
-// re-pushed: "tag" (the default) binds RetentionTag(digest), "none" binds
-// nothing, so the next GC of untagged manifests deletes the orphan again.
-func WithRetention(mode string) HealerOption {
+// WithRetention sets what is bound to an orphan root after it is re-pushed.
+// The default is RetainTag.
+func WithRetention(r Retention) HealerOption {
 	return func(h *Healer) error {
-		switch mode {
-		case "tag", "":
-			h.retention = RetentionTag
-		case "none":
-			h.retention = nil
-		default:
-			return fmt.Errorf("retention %q: want tag or none: %w", mode, errdefs.ErrInvalidArgument)
+		if _, err := ParseRetention(string(r)); err != nil {
+			return err
 		}
+		h.retention = r
 		return nil
 	}
 }
 
+// DefaultConcurrency is how many requests one heal has in flight.
+const DefaultConcurrency = 4
+
 // NewHealer returns a Healer reading store and writing through remote.
-func NewHealer(store content.Store, remote *Remote, opts ...HealerOption) (*Healer, error) {
-	h := &Healer{store: store, remote: remote, concurrency: 4, retention: RetentionTag, rounds: 3}
+func NewHealer(store content.Store, remote *registry.Remote, opts ...HealerOption) (*Healer, error) {
+	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, retention: RetainTag, rounds: 3}
 	for _, o := range opts {
 		if err := o(h); err != nil {
 			return nil, err
@@ -95,17 +92,20 @@ func NewHealer(store content.Store, remote *Remote, opts ...HealerOption) (*Heal
 	return h, nil
 }
 
+// Allowed reports whether the Healer may heal registry.
+func (h *Healer) Allowed(registry string) bool { return h.remote.Allowed(registry) }
+
 // Plan walks the closure of t.Root locally and asks the registry which nodes
 // it holds. It writes nothing.
 func (h *Healer) Plan(ctx context.Context, t Target) (*Plan, error) {
-	sess, err := h.remote.session(ctx, t.Registry, t.Repository)
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
 	if err != nil {
 		return nil, err
 	}
 	return h.plan(ctx, sess, t)
 }
 
-func (h *Healer) plan(ctx context.Context, sess *session, t Target) (*Plan, error) {
+func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*Plan, error) {
 	closure, err := content.Walk(ctx, h.store, t.Root)
 	if err != nil {
 		return nil, fmt.Errorf("local closure of %s: %w", t.Root.Digest, err)
@@ -141,7 +141,7 @@ func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
 func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	start := time.Now()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
-	sess, err := h.remote.session(ctx, t.Registry, t.Repository)
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	var plan *Plan
 	for round := 1; ; round++ {
 		if round > 1 {
-			sess = sess.renew()
+			sess = sess.Renew()
 		}
 		plan, err = h.plan(ctx, sess, t)
 		if err != nil {
@@ -161,7 +161,7 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 		err = h.push(ctx, sess, plan, res)
 		// A GC between a blob upload and the manifest PUT makes the registry
 		// answer BLOB_UNKNOWN: ask again and push what it lost meanwhile.
-		if err == nil || !childUnknown(err) || round >= h.rounds {
+		if err == nil || !registry.IsChildUnknown(err) || round >= h.rounds {
 			break
 		}
 		log.G(ctx).WithError(err).Info("registry lost content during the heal; checking again")
@@ -182,7 +182,7 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 
 // push uploads the plan's missing nodes: blobs concurrently, then manifests
 // strictly children before parents.
-func (h *Healer) push(ctx context.Context, sess *session, plan *Plan, res *Result) error {
+func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, res *Result) error {
 	var blobs, manifests []*content.Node
 	for _, n := range plan.ToPush() {
 		if n.Kind.IsManifest() {
@@ -198,7 +198,7 @@ func (h *Healer) push(ctx context.Context, sess *session, plan *Plan, res *Resul
 	for _, n := range plan.ToPush() {
 		prog.BytesTotal += n.Size
 	}
-	record := func(n *content.Node, o pushOutcome) {
+	record := func(n *content.Node, o registry.Outcome) {
 		mu.Lock()
 		defer mu.Unlock()
 		if h.progress != nil {
@@ -207,10 +207,10 @@ func (h *Healer) push(ctx context.Context, sess *session, plan *Plan, res *Resul
 			h.progress(prog)
 		}
 		switch o {
-		case outcomePushed:
+		case registry.Pushed:
 			res.outcome[n.Digest] = StatusPushed
 			res.BytesPushed += n.Size
-		case outcomeMounted:
+		case registry.Mounted:
 			res.outcome[n.Digest] = StatusMounted
 		default:
 			res.outcome[n.Digest] = StatusPresent
@@ -242,37 +242,14 @@ func (h *Healer) push(ctx context.Context, sess *session, plan *Plan, res *Resul
 }
 
 // pushNode pushes one node with retries; each try re-reads local content.
-func (h *Healer) pushNode(ctx context.Context, sess *session, object string, n *content.Node) (pushOutcome, error) {
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, object string, n *content.Node) (registry.Outcome, error) {
 	desc := n.Descriptor
 	desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
-	var out pushOutcome
-	err := sess.retry.do(ctx, func() error {
+	var out registry.Outcome
+	err := sess.Retry(ctx, func() error {
 		var err error
-		out, err = sess.push(ctx, object, desc, func() (io.ReadCloser, error) { return h.open(ctx, n) })
+		out, err = sess.Push(ctx, object, desc, func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) })
 		return err
 	})
 	return out, err
-}
-
-// open streams a node's local bytes; manifests are small and read verified.
-func (h *Healer) open(ctx context.Context, n *content.Node) (io.ReadCloser, error) {
-	ra, err := h.store.ReaderAt(ctx, n.Descriptor)
-	if err != nil {
-		return nil, fmt.Errorf("local content %s: %w", n.Digest, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{ctrcontent.NewReader(ra), ra}, nil
-}
-
-// childUnknown reports a registry refusing a manifest because something it
-// names is not there (distribution's MANIFEST_BLOB_UNKNOWN, BLOB_UNKNOWN).
-func childUnknown(err error) bool {
-	var us remoteerrors.ErrUnexpectedStatus
-	if !errors.As(err, &us) || us.StatusCode != 400 && us.StatusCode != 404 {
-		return false
-	}
-	b := string(us.Body)
-	return strings.Contains(b, "BLOB_UNKNOWN") || strings.Contains(b, "MANIFEST_UNKNOWN")
 }

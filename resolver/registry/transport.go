@@ -1,4 +1,4 @@
-package resolver
+package registry
 
 import (
 	"context"
@@ -12,30 +12,23 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// stallTimeout is how long a request to a registry may make no progress
-// (no byte of its body taken, no answer, no byte of the answer) before it
-// is abandoned as a transient failure, so a registry that accepts
-// connections and never answers cannot hang a heal. An upload that moves,
-// however slowly, is never cut; the registry's own check of a large blob
-// after its last byte must fit in it.
-var stallTimeout = 60 * time.Second
-
-// errStalled is a request abandoned after stallTimeout without progress.
+// errStalled is a request abandoned after the stall timeout without
+// progress (see WithStallTimeout).
 var errStalled = fmt.Errorf("registry stalled: %w", errdefs.ErrUnavailable)
 
 // registryClient returns c with a transport that keeps two rules for every
 // request of a session, containerd's pusher's included:
 //   - once the registry answered 429 or 503 with Retry-After, nothing more
-//     is sent until that time (at most maxBackoff) has passed. containerd's
+//     is sent until that time (at most MaxBackoff) has passed. containerd's
 //     pusher retries a 429 at once and keeps no response headers in its
 //     errors, so the wait has to be kept where the responses are seen;
-//   - a request that makes no progress for stallTimeout is abandoned.
-func registryClient(c *http.Client) *http.Client {
+//   - a request that makes no progress for stall is abandoned.
+func registryClient(c *http.Client, stall time.Duration) *http.Client {
 	if c == nil {
 		c = http.DefaultClient
 	}
 	cc := *c
-	g := &registryTransport{next: cc.Transport}
+	g := &registryTransport{next: cc.Transport, stall: stall}
 	if g.next == nil {
 		g.next = http.DefaultTransport
 	}
@@ -45,6 +38,7 @@ func registryClient(c *http.Client) *http.Client {
 
 type registryTransport struct {
 	next  http.RoundTripper
+	stall time.Duration
 	mu    sync.Mutex
 	until time.Time // Retry-After
 }
@@ -57,7 +51,7 @@ func (g *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d := parseRetryAfter(resp.Header.Get("Retry-After")); d > 0 {
 			g.mu.Lock()
-			if u := time.Now().Add(min(d, maxBackoff)); u.After(g.until) {
+			if u := time.Now().Add(min(d, MaxBackoff)); u.After(g.until) {
 				g.until = u
 			}
 			g.mu.Unlock()
@@ -87,26 +81,26 @@ func (g *registryTransport) waitRetryAfter(req *http.Request) error {
 }
 
 // roundTripGuarded sends req, cancelling it once nothing moved for
-// stallTimeout: every read of the request body or of the answer starts
+// the stall timeout: every read of the request body or of the answer starts
 // the clock again.
 func (g *registryTransport) roundTripGuarded(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
+	timer := time.AfterFunc(g.stall, func() { cancel(errStalled) })
 	r := req.WithContext(ctx)
 	if req.Body != nil && req.Body != http.NoBody {
-		r.Body = &progress{ReadCloser: req.Body, timer: timer}
+		r.Body = &progress{ReadCloser: req.Body, timer: timer, stall: g.stall}
 	}
 	resp, err := g.next.RoundTrip(r)
 	if err != nil {
 		timer.Stop()
 		cancel(nil)
 		if errors.Is(context.Cause(ctx), errStalled) && req.Context().Err() == nil {
-			return nil, fmt.Errorf("no progress for %s: %w", stallTimeout, errStalled)
+			return nil, fmt.Errorf("no progress for %s: %w", g.stall, errStalled)
 		}
 		return nil, err
 	}
-	timer.Reset(stallTimeout)
-	resp.Body = &progress{ReadCloser: resp.Body, timer: timer, done: func() { timer.Stop(); cancel(nil) }}
+	timer.Reset(g.stall)
+	resp.Body = &progress{ReadCloser: resp.Body, timer: timer, stall: g.stall, done: func() { timer.Stop(); cancel(nil) }}
 	return resp, nil
 }
 
@@ -114,12 +108,13 @@ func (g *registryTransport) roundTripGuarded(req *http.Request) (*http.Response,
 type progress struct {
 	io.ReadCloser
 	timer *time.Timer
+	stall time.Duration
 	done  func()
 }
 
 func (p *progress) Read(b []byte) (int, error) {
 	n, err := p.ReadCloser.Read(b)
-	p.timer.Reset(stallTimeout)
+	p.timer.Reset(p.stall)
 	return n, err
 }
 
