@@ -28,6 +28,7 @@ type Healer struct {
 	rounds      int
 	progress    func(Progress)
 	flights     singleflight.Group
+	owner       *ownership
 }
 
 // Progress reports a heal's pushes as they complete.
@@ -141,6 +142,9 @@ func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
 func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	start := time.Now()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
+	if err := h.awaitTurn(ctx, t); err != nil {
+		return nil, err
+	}
 	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
 	if err != nil {
 		return nil, err

@@ -34,10 +34,11 @@ import (
 // status" for every pull that misses. Tags are never served: a tag must not
 // resolve to stale local content.
 type Mirror struct {
-	store   content.Store
-	allowed Allowlist
-	queue   Enqueuer
-	metrics *Metrics
+	store    content.Store
+	allowed  Allowlist
+	queue    Enqueuer
+	metrics  *Metrics
+	fallback Fallback
 }
 
 // Allowlist says which registries the mirror serves.
@@ -108,6 +109,9 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// served (and healed): naming a registry in ns, or a digest under
 		// another repository, does not unlock content that came from
 		// elsewhere, which the registry may refuse this caller.
+		if m.serveFallback(w, r, req) {
+			return
+		}
 		m.notFound(w, r, req)
 		return
 	}

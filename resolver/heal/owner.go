@@ -1,0 +1,153 @@
+package heal
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Ownership ranks this node among the live nodes of a fleet that hold a
+// root, so that one of them heals it and the others stand by.
+type Ownership interface {
+	// Rank returns this node's place among the live holders of t.Root:
+	// 0 heals at once. An error means the fleet could not be asked; the
+	// node then heals as a single node does.
+	Rank(ctx context.Context, t Target) (int, error)
+}
+
+// DefaultTakeoverAfter is how long the registry may show no progress on a
+// root before the next holder in rank takes its heal over.
+const DefaultTakeoverAfter = 20 * time.Second
+
+// WithOwnership makes each heal wait its turn among the fleet's holders of
+// its root. Rank 0 heals at once. Rank r re-plans every quarter of
+// takeoverAfter (at most every 5s) and heals itself once the registry has
+// shown no progress (no fewer nodes or bytes missing) for r × takeoverAfter;
+// it stops waiting as soon as nothing is missing, and the heal then finds
+// the registry whole. So a dead, killed or stuck owner is taken over
+// within r × takeoverAfter plus one re-plan of its last progress. A Healer
+// without it heals at once (`regmend check --fix`). m may be nil.
+func WithOwnership(o Ownership, takeoverAfter time.Duration, m *OwnershipMetrics) HealerOption {
+	return func(h *Healer) error {
+		if takeoverAfter <= 0 {
+			return fmt.Errorf("takeover_after %s: must be positive: %w", takeoverAfter, errdefs.ErrInvalidArgument)
+		}
+		h.owner = &ownership{o: o, after: takeoverAfter, metrics: m}
+		return nil
+	}
+}
+
+type ownership struct {
+	o       Ownership
+	after   time.Duration
+	metrics *OwnershipMetrics
+}
+
+// awaitTurn returns when this node should heal t (or ctx is done, with its
+// error).
+func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
+	if h.owner == nil {
+		return nil
+	}
+	rank, err := h.owner.o.Rank(ctx, t)
+	if err != nil {
+		log.G(ctx).WithError(err).Debug("ownership unknown; healing as a single node")
+		return nil
+	}
+	if rank == 0 {
+		return nil
+	}
+	h.owner.metrics.count(decisionDeferred)
+	limit := time.Duration(rank) * h.owner.after
+	poll := max(min(h.owner.after/4, 5*time.Second), 50*time.Millisecond)
+	l := log.G(ctx).WithField("rank", rank)
+	l.WithField("takeover_after", limit).Info("heal deferred to a peer that holds the root")
+	count, bytes := -1, int64(-1)
+	last := time.Now()
+	for {
+		plan, err := h.Plan(ctx, t)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			l.WithError(err).Debug("re-check failed; healing")
+			return nil
+		}
+		n, b := missing(plan)
+		if n == 0 {
+			h.owner.metrics.count(decisionByPeer)
+			l.Debug("a peer healed the root")
+			return nil
+		}
+		if count < 0 || n < count || b < bytes {
+			count, bytes, last = n, b, time.Now()
+		}
+		if time.Since(last) >= limit {
+			h.owner.metrics.count(decisionTakeover)
+			l.WithField("missing", n).Warn("no progress by the owning peer; taking the heal over")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(poll, time.Until(last.Add(limit))+time.Millisecond)):
+		}
+	}
+}
+
+// missing counts the nodes and bytes a plan would push.
+func missing(p *Plan) (n int, bytes int64) {
+	for _, node := range p.ToPush() {
+		n++
+		bytes += node.Size
+	}
+	return n, bytes
+}
+
+// OwnershipMetrics count what ownership decided. A nil *OwnershipMetrics
+// records nothing.
+type OwnershipMetrics struct {
+	deferred, takeovers, byPeer prometheus.Counter
+}
+
+// NewOwnershipMetrics creates the metrics and registers them with reg.
+func NewOwnershipMetrics(reg prometheus.Registerer) *OwnershipMetrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &OwnershipMetrics{
+		deferred:  c("regmend_heals_deferred_total", "Heals this node deferred to a peer that ranks before it for the root."),
+		takeovers: c("regmend_heal_takeovers_total", "Deferred heals this node took over because the registry showed no progress."),
+		byPeer:    c("regmend_heals_done_by_peer_total", "Deferred heals found complete: a peer healed the root."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.deferred, m.takeovers, m.byPeer)
+	}
+	return m
+}
+
+type decision int
+
+const (
+	decisionDeferred decision = iota
+	decisionTakeover
+	decisionByPeer
+)
+
+func (m *OwnershipMetrics) count(d decision) {
+	if m == nil {
+		return
+	}
+	switch d {
+	case decisionDeferred:
+		m.deferred.Inc()
+	case decisionTakeover:
+		m.takeovers.Inc()
+	case decisionByPeer:
+		m.byPeer.Inc()
+	}
+}
