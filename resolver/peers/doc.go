@@ -1,0 +1,15 @@
+// Package peers makes the regmend processes of a cluster act as one: it
+// owns membership (a static list of peer URLs, or every address of a DNS
+// name, re-resolved), the client that asks peers for content by digest and
+// verifies every byte they send, the mirror's fallback to that client when
+// the local store misses, the authenticated peer endpoint that serves this
+// node's store to peers, and the ranking that picks one healer per root
+// among the live holders.
+//
+// It never writes to containerd's store, never serves a peer's bytes before
+// they verify against their digest (the final bytes of a response are held
+// back until the whole blob has hashed), never asks a peer on behalf of a
+// peer (the peer endpoint serves the local store only), and never waits on a
+// peer without a deadline. With no peer reachable it changes nothing: the
+// mirror answers 404 and the node heals as a single node does.
+package peers

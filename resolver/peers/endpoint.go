@@ -1,0 +1,114 @@
+package peers
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/regmend/regmend/internal/secret"
+)
+
+// NewEndpoint returns the peer endpoint's handler. Every request must carry
+// "Authorization: Bearer <token>" matching token (compared in constant
+// time); any other gets 401 with WWW-Authenticate and no content. An
+// authenticated request goes to serve, a mirror of the local store only
+// (one without a fallback, so a peer's request never reaches further
+// peers, and with the heal queue, so serving a peer counts as a local hit),
+// or, when it carries ProbeHeader, to probe, the same mirror without the
+// heal queue: ownership probes ask, they do not request a heal.
+func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics) http.Handler {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w}
+		if r.Header.Get(ProbeHeader) != "" {
+			probe.ServeHTTP(cw, r)
+		} else {
+			serve.ServeHTTP(cw, r)
+		}
+		m.addBytes("to_peers", cw.n)
+	})
+	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reason, _, _ := secret.RefusalOf(r.Context())
+		m.refusal(string(reason))
+		body := `{"errors":[{"code":"UNAUTHORIZED","message":"peer token required"}]}` + "\n"
+		w.Header().Set("WWW-Authenticate", `Bearer realm="regmend-peer"`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		if r.Method != http.MethodHead {
+			w.Write([]byte(body))
+		}
+	})
+	return secret.Require(token, secret.FromBearer(), inner, deny)
+}
+
+// countingWriter counts the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// ServerTLS returns the peer endpoint's TLS settings: certificate and key,
+// and with ca, mutual TLS (a peer must present a certificate ca signed).
+func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("peer TLS certificate: %w", errJoinInvalid(err))
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// ClientTLS returns the TLS settings for asking peers: ca (if set) is
+// trusted for their certificates, and certFile/keyFile (if set) presented
+// for mutual TLS.
+func ClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("peer TLS client certificate: %w", errJoinInvalid(err))
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("peer TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("peer TLS CA %s: no PEM certificate: %w", caFile, errdefs.ErrInvalidArgument)
+	}
+	return pool, nil
+}
+
+func errJoinInvalid(err error) error { return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument) }
