@@ -19,7 +19,7 @@ func serveCommand() *cli.Command {
 hosts'): containerd asks it only after the registry answered 404, and regmend
 serves the content from this node's content store and re-pushes it in the
 background. Settings come from the -c TOML file; flags override it.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: daemon.DefaultListen, Usage: "mirror `address` (loopback unless you mean otherwise)"},
 			&cli.StringFlag{Name: "metrics-listen", Value: daemon.DefaultMetricsListen, Usage: "/metrics and /healthz `address`; empty disables"},
 			&cli.StringSliceFlag{Name: "registry", Usage: "registry `host[:port]` to serve and heal (repeatable)"},
@@ -27,7 +27,7 @@ background. Settings come from the -c TOML file; flags override it.`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
 			&cli.IntFlag{Name: "workers", Value: 2, Usage: "heals running at once"},
 			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
-		},
+		}, clusterFlags()...),
 		Action: runServe,
 	}
 }
@@ -56,6 +56,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set("retain", func() { cfg.Retain = cmd.String("retain") })
 	set("workers", func() { cfg.Workers = int(cmd.Int("workers")) })
 	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
+	applyClusterFlags(cmd, &cfg)
 	if err := cfg.Validate(); err != nil {
 		return cfg, &exitCode{code: exitUsage, err: err}
 	}

@@ -43,6 +43,27 @@ type Config struct {
 	QueueSize int `toml:"queue_size"`
 	// Workers is how many heals run at once.
 	Workers int `toml:"workers"`
+
+	// Cluster mode (docs/cluster.md): off unless peers, peers_dns or
+	// peer_listen is set.
+
+	// Peers are other nodes' peer endpoints, http(s)://host:port.
+	Peers []string `toml:"peers"`
+	// PeersDNS is HOST:PORT: every A/AAAA record of HOST is a peer on PORT,
+	// re-resolved every 30s (a DaemonSet's headless Service).
+	PeersDNS string `toml:"peers_dns"`
+	// PeerListen is the peer endpoint's address; "" serves no peers.
+	PeerListen string `toml:"peer_listen"`
+	// PeerTokenFile holds the cluster's shared bearer token.
+	PeerTokenFile string `toml:"peer_token_file"`
+	// PeerTLSCert and PeerTLSKey serve the peer endpoint over TLS and are
+	// presented to peers; PeerTLSCA verifies peers (mutual TLS).
+	PeerTLSCert string `toml:"peer_tls_cert"`
+	PeerTLSKey  string `toml:"peer_tls_key"`
+	PeerTLSCA   string `toml:"peer_tls_ca"`
+	// TakeoverAfter is how long a holder waits for the owning peer's
+	// progress before it heals a root itself (per rank).
+	TakeoverAfter Duration `toml:"takeover_after"`
 }
 
 // Default settings; the rest come from the packages that own them
@@ -66,6 +87,7 @@ func DefaultConfig() Config {
 		Retain:        string(heal.RetainTag),
 		QueueSize:     heal.DefaultQueueSize,
 		Workers:       heal.DefaultWorkers,
+		TakeoverAfter: Duration(heal.DefaultTakeoverAfter),
 	}
 }
 
@@ -113,7 +135,7 @@ func (c Config) Validate() error {
 	case c.Workers < 1:
 		return bad("workers %d: must be at least 1", c.Workers)
 	}
-	return nil
+	return c.validateCluster()
 }
 
 // Duration is a time.Duration written as "30m" in TOML.

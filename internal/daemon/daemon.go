@@ -45,6 +45,7 @@ type Daemon struct {
 	mirror  *mirror.Mirror
 	metrics *heal.Metrics
 	reg     *prometheus.Registry
+	cluster *cluster // nil unless cluster mode is on
 }
 
 // New validates cfg and builds the daemon. The mirror's own listen address
@@ -68,7 +69,11 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, stores: stores, reg: prometheus.NewRegistry()}
 	d.metrics = heal.NewMetrics(d.reg)
-	d.healer, err = heal.NewHealer(stores.Content, remote, heal.WithRetention(heal.Retention(cfg.Retain)))
+	if d.cluster, err = newCluster(context.Background(), cfg, d.reg); err != nil {
+		return nil, err
+	}
+	d.healer, err = heal.NewHealer(stores.Content, remote,
+		append([]heal.HealerOption{heal.WithRetention(heal.Retention(cfg.Retain))}, d.cluster.healerOptions(cfg, d.reg)...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +83,8 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mirror = mirror.New(stores.Content, remote, mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg)))
+	d.mirror = mirror.New(stores.Content, remote, append([]mirror.Option{mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg))}, d.cluster.mirrorOptions()...)...)
+	d.cluster.buildEndpoint(cfg, stores.Content, remote, d.queue)
 	return d, nil
 }
 
@@ -112,6 +118,14 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 		listeners = append(listeners, ln)
 		log.G(ctx).WithField("address", ln.Addr().String()).Info("regmend metrics and /healthz listening")
 	}
+	if srv, ln, err := d.peerServer(ctx); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	} else if srv != nil {
+		servers, listeners = append(servers, srv), append(listeners, ln)
+	}
 	if ready != nil {
 		ready(mirrorLn.Addr())
 	}
@@ -126,6 +140,7 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	g.Go(func() error { return d.queue.Run(gctx) })
 	g.Go(func() error { return d.sweep(gctx) })
+	g.Go(func() error { return d.runMembers(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
