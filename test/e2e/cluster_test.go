@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/test/e2e/harness"
+)
+
+// writePeerToken writes a cluster token file, mode 0600, and returns its
+// path and the token.
+func writePeerToken(t *testing.T) (path, token string) {
+	t.Helper()
+	b := make([]byte, 32)
+	rand.Read(b)
+	token = hex.EncodeToString(b)
+	path = filepath.Join(t.TempDir(), "peer-token")
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, token
+}
+
+// peerURLs are the peer endpoint URLs of addrs.
+func peerURLs(addrs ...string) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = "http://" + a
+	}
+	return out
+}
+
+// startPeerServe runs `regmend serve` in cluster mode: a peer endpoint on
+// peerAddr and the static peers (which may include this node's own URL:
+// a node never counts itself).
+func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerAddr, tokenFile string, peers []string, extra ...string) *server {
+	t.Helper()
+	args := []string{"--peer-listen", peerAddr, "--peer-token-file", tokenFile}
+	for _, p := range peers {
+		args = append(args, "--peer", p)
+	}
+	return startServe(t, node, reg, append(args, extra...)...)
+}
+
+// manifestPuts counts the PUTs of repo's manifest d in reqs.
+func manifestPuts(reqs []harness.Request, repo string, d digest.Digest) int {
+	n := 0
+	for _, r := range reqs {
+		if r.Method == http.MethodPut && strings.Contains(r.URI, "/v2/"+repo+"/manifests/"+d.String()) {
+			n++
+		}
+	}
+	return n
+}
+
+// assertHealedOnce checks that every blob of img was committed once and its
+// manifest PUT once in reqs.
+func assertHealedOnce(t *testing.T, reqs []harness.Request, repo string, img harness.PushedImage) {
+	t.Helper()
+	committed := committedUploads(reqs)
+	for _, d := range img.Blobs() {
+		if committed[d.String()] != 1 {
+			t.Errorf("blob %s committed %d times, want once", d, committed[d.String()])
+		}
+	}
+	if n := manifestPuts(reqs, repo, img.Digest); n != 1 {
+		t.Errorf("manifest %s PUT %d times, want once", img.Digest, n)
+	}
+}
+
+func waitRetained(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, "registry healed (retention tag bound)", func() bool {
+		got, ok := reg.TagDigest(repo, heal.RetentionTag(d))
+		return ok && got == d
+	})
+}
+
+// TestClusterFreshNodeServedFromPeer: node A holds an orphan, node C holds
+// nothing; both run regmend with each other as peers. C's CRI pull of the
+// orphan succeeds (served from A, verified), the registry is healed once,
+// and node D, with no regmend, pulls it afterwards.
+func TestClusterFreshNodeServedFromPeer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s := reapOrphan(ctx, t)
+	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
+	nodeC.UseRegistry(s.reg)
+	tokenFile, _ := writePeerToken(t)
+	addrs := []string{harness.FreeAddr(t), harness.FreeAddr(t)}
+	srvA := startPeerServe(t, s.nodeA, s.reg, addrs[0], tokenFile, peerURLs(addrs...))
+	srvC := startPeerServe(t, nodeC, s.reg, addrs[1], tokenFile, peerURLs(addrs...))
+	useMirror(ctx, t, s.nodeA, s.reg, srvA)
+	useMirror(ctx, t, nodeC, s.reg, srvC)
+	before := len(s.reg.Requests())
+
+	ref := s.reg.Ref("app@" + s.d1.String())
+	start := time.Now()
+	mustPull(ctx, t, nodeC, ref)
+	t.Logf("CRI pull on a node that lacks the orphan, served from a peer: %s", time.Since(start).Round(time.Millisecond))
+	for _, d := range append(s.img.Blobs(), s.d1) {
+		if !nodeC.HasContent(ctx, d) {
+			t.Errorf("node C lacks %s after its pull", d)
+		}
+	}
+	waitRetained(t, s.reg, "app", s.d1, 60*time.Second)
+	assertHealedOnce(t, s.reg.Requests()[before:], "app", s.img)
+	healedA, healedC := srvA.metric(t, "regmend_heals_total", `result="healed"`), srvC.metric(t, "regmend_heals_total", `result="healed"`)
+	t.Logf("heals: node A %v, node C %v (C holds the image once its pull is done, so either may own it)", healedA, healedC)
+	if (healedA > 0) == (healedC > 0) {
+		t.Errorf("heals done: A %v, C %v, want one node only to heal", healedA, healedC)
+	}
+	if n := srvC.metric(t, "regmend_mirror_requests_total", `outcome="served_by_peer"`); n < 3 {
+		t.Errorf("node C's mirror served %v requests from a peer, want the manifest, config and layers", n)
+	}
+	if n := srvC.metric(t, "regmend_peer_bytes_total", `direction="from_peers"`); n < 2*64<<10 {
+		t.Errorf("bytes from peers = %v, want at least the two layers", n)
+	}
+	if n := srvA.metric(t, "regmend_peer_bytes_total", `direction="to_peers"`); n < 2*64<<10 {
+		t.Errorf("bytes to peers on A = %v", n)
+	}
+	assertRegistryIntact(t, s.reg, "app")
+
+	nodeD := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeD"})
+	nodeD.UseRegistry(s.reg)
+	mustPull(ctx, t, nodeD, ref)
+}
+
+// TestClusterPeerEndpointRefusesWithoutToken: the peer endpoint answers 401
+// and no content to a request without the cluster token or with a wrong
+// one, and serves the holder's content with it.
+func TestClusterPeerEndpointRefusesWithoutToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := reapOrphan(ctx, t)
+	tokenFile, token := writePeerToken(t)
+	addr := harness.FreeAddr(t)
+	srv := startPeerServe(t, s.nodeA, s.reg, addr, tokenFile, nil)
+	url := "http://" + addr + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr()
+	for _, c := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"none", "", 401},
+		{"wrong", "Bearer " + strings.Repeat("0", len(token)), 401},
+		{"token as basic", "Basic " + token, 401},
+		{"token", "Bearer " + token, 200},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+		served := digest.FromBytes(b) == s.d1
+		if served != (c.want == 200) || (c.want == 401 && resp.Header.Get("Docker-Content-Digest") != "") {
+			t.Errorf("%s: content served = %v (status %d)", c.name, served, resp.StatusCode)
+		}
+	}
+	if n := srv.metric(t, "regmend_peer_endpoint_refused_total"); n != 3 {
+		t.Errorf("refusals counted %v, want 3", n)
+	}
+	if strings.Contains(srv.proc.Log(), token) {
+		t.Error("the peer token appears in serve's log")
+	}
+}
+
+// TestClusterCorruptPeerNeverValid: node C's only peer is a proxy in front
+// of A's peer endpoint that flips a byte in every layer it passes on. C's
+// pull fails rather than take the bytes, C's store never holds the layer,
+// and C counts the mismatch.
+func TestClusterCorruptPeerNeverValid(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s := reapOrphan(ctx, t)
+	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
+	nodeC.UseRegistry(s.reg)
+	tokenFile, _ := writePeerToken(t)
+	addrA, addrC := harness.FreeAddr(t), harness.FreeAddr(t)
+	startPeerServe(t, s.nodeA, s.reg, addrA, tokenFile, nil)
+	liar := startCorruptingProxy(t, "http://"+addrA)
+	srvC := startPeerServe(t, nodeC, s.reg, addrC, tokenFile, []string{liar})
+	useMirror(ctx, t, nodeC, s.reg, srvC)
+
+	pctx, pcancel := context.WithTimeout(ctx, 90*time.Second)
+	defer pcancel()
+	if out, err := nodeC.Pull(pctx, s.reg.Ref("app@"+s.d1.String())); err == nil {
+		t.Fatalf("pull through a corrupting peer succeeded:\n%s", out)
+	}
+	for _, d := range s.img.Layers {
+		if nodeC.HasContent(ctx, d) {
+			t.Errorf("node C holds layer %s that only a corrupting peer served", d)
+		}
+	}
+	if n := srvC.metric(t, "regmend_peer_digest_mismatches_total"); n < 1 {
+		t.Errorf("digest mismatches counted %v, want at least 1", n)
+	}
+}
+
+// startCorruptingProxy forwards to target, flipping one byte in the middle
+// of every blob body larger than 1 KiB (the layers; manifests and configs
+// pass). It returns its URL.
+func startCorruptingProxy(t *testing.T, target string) string {
+	t.Helper()
+	addr := harness.FreeAddr(t)
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if strings.Contains(r.URL.Path, "/blobs/") && len(b) > 1024 {
+			b[len(b)/2] ^= 0xff
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	})}
+	go srv.ListenAndServe()
+	t.Cleanup(func() { srv.Close() })
+	if err := harness.WaitFor(5*time.Second, nil, "corrupting proxy", func() error {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
+// TestClusterPeersDownSingleNode: with every peer down, a node behaves as a
+// single node: the pull of an orphan it holds is served and healed, and a
+// node lacking an orphan gets "not found" at once.
+func TestClusterPeersDownSingleNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s := reapOrphan(ctx, t)
+	tokenFile, _ := writePeerToken(t)
+	dead := peerURLs(harness.FreeAddr(t), harness.FreeAddr(t))
+	srv := startPeerServe(t, s.nodeA, s.reg, harness.FreeAddr(t), tokenFile, dead)
+	useMirror(ctx, t, s.nodeA, s.reg, srv)
+	s.pullHealsThroughMirror(ctx, t)
+
+	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
+	nodeC.UseRegistry(s.reg)
+	srvC := startPeerServe(t, nodeC, s.reg, harness.FreeAddr(t), tokenFile, dead)
+	useMirror(ctx, t, nodeC, s.reg, srvC)
+	d2 := reapAnother(ctx, t, s, "other")
+	start := time.Now()
+	mustFailPull(ctx, t, nodeC, s.reg.Ref("other@"+d2.String()))
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("pull with every peer down took %s; it must fail fast", took)
+	}
+	t.Logf("pull of a digest no live node holds: not found after %s", time.Since(start).Round(time.Millisecond))
+	if n := srvC.metric(t, "regmend_peer_requests_total", `outcome="hit"`); n != 0 {
+		t.Errorf("hits from dead peers: %v", n)
+	}
+	_ = fmt.Sprint()
+}
