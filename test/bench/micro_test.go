@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
@@ -56,7 +56,7 @@ func BenchmarkClosureWalk(b *testing.B) {
 // its base URL and a hosts directory that reaches it.
 func memRegistry(tb testing.TB) (base, host, hostsDir string) {
 	tb.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	tb.Cleanup(srv.Close)
 	host = strings.TrimPrefix(srv.URL, "http://")
 	hostsDir = tb.TempDir()

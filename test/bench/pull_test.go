@@ -256,7 +256,7 @@ const (
 // serveInProcess runs regmend's mirror over node's content store in this
 // process, as `regmend serve` does, and the heal queue it feeds when heal;
 // block > 0 widens every read of the store (readCounter).
-func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, heal bool) (string, *readCounter, *heal.Queue) {
+func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, withHeal bool) (string, *readCounter, *heal.Queue) {
 	t.Helper()
 	remote, err := registry.NewRemote(registry.WithRegistries(reg.Addr()), registry.WithHostsDir(node.HostsDir()))
 	if err != nil {
@@ -276,7 +276,7 @@ func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registr
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	var opts []mirror.Option
-	if heal {
+	if withHeal {
 		opts = append(opts, mirror.WithHealQueue(q))
 	}
 	srv := httptest.NewServer(mirror.New(store, remote, opts...))
