@@ -24,13 +24,18 @@ type Ownership interface {
 const DefaultTakeoverAfter = 20 * time.Second
 
 // WithOwnership makes each heal wait its turn among the fleet's holders of
-// its root. Rank 0 heals at once. Rank r re-plans every quarter of
-// takeoverAfter (at most every 5s) and heals itself once the registry has
-// shown no progress (no fewer nodes or bytes missing) for r × takeoverAfter;
-// it stops waiting as soon as nothing is missing, and the heal then finds
-// the registry whole. So a dead, killed or stuck owner is taken over
-// within r × takeoverAfter plus one re-plan of its last progress. A Healer
-// without it heals at once (`regmend check --fix`). m may be nil.
+// its root. Rank 0 heals at once. A node of rank r > 0 re-plans and re-ranks
+// every quarter of takeoverAfter (at most every 5s), and heals itself when
+// nothing stops it any more:
+//   - it becomes rank 0 (the nodes before it stopped answering: dead,
+//     killed, partitioned), or
+//   - the registry has shown no progress (no fewer nodes or bytes missing)
+//     for min(r, MaxRankWait) × takeoverAfter (the owner is alive but stuck,
+//     or cannot reach the registry).
+//
+// It stops waiting as soon as nothing is missing, and the heal then finds
+// the registry whole. A Healer without it heals at once (`regmend check
+// --fix`). m may be nil.
 func WithOwnership(o Ownership, takeoverAfter time.Duration, m *OwnershipMetrics) HealerOption {
 	return func(h *Healer) error {
 		if takeoverAfter <= 0 {
@@ -40,6 +45,11 @@ func WithOwnership(o Ownership, takeoverAfter time.Duration, m *OwnershipMetrics
 		return nil
 	}
 }
+
+// MaxRankWait caps the ranks a takeover waits for: when the first
+// MaxRankWait holders all make no progress, the rest take over together
+// rather than wait longer still.
+const MaxRankWait = 4
 
 type ownership struct {
 	o       Ownership
@@ -62,10 +72,9 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
 		return nil
 	}
 	h.owner.metrics.count(decisionDeferred)
-	limit := time.Duration(rank) * h.owner.after
 	poll := max(min(h.owner.after/4, 5*time.Second), 50*time.Millisecond)
 	l := log.G(ctx).WithField("rank", rank)
-	l.WithField("takeover_after", limit).Info("heal deferred to a peer that holds the root")
+	l.WithField("takeover_after", h.owner.after).Info("heal deferred to a peer that holds the root")
 	count, bytes := -1, int64(-1)
 	last := time.Now()
 	for {
@@ -86,6 +95,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
 		if count < 0 || n < count || b < bytes {
 			count, bytes, last = n, b, time.Now()
 		}
+		limit := time.Duration(min(rank, MaxRankWait)) * h.owner.after
 		if time.Since(last) >= limit {
 			h.owner.metrics.count(decisionTakeover)
 			l.WithField("missing", n).Warn("no progress by the owning peer; taking the heal over")
@@ -95,6 +105,13 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(min(poll, time.Until(last.Add(limit))+time.Millisecond)):
+		}
+		if r, err := h.owner.o.Rank(ctx, t); err == nil {
+			if rank = r; rank == 0 {
+				h.owner.metrics.count(decisionTakeover)
+				l.WithField("missing", n).Warn("the holders ranked before this node stopped answering; taking the heal over")
+				return nil
+			}
 		}
 	}
 }

@@ -103,6 +103,10 @@ func NewClient(members *Membership, token secret.Source, opts ...ClientOption) (
 // Members returns the membership the client asks.
 func (c *Client) Members() *Membership { return c.members }
 
+// maxInFlight bounds the HEADs one lookup has in flight; peers not asked
+// by the timeout count as not holding.
+const maxInFlight = 32
+
 // holder is a peer that answered 200 to a HEAD.
 type holder struct {
 	peer      Peer
@@ -121,6 +125,7 @@ func (c *Client) find(ctx context.Context, ref mirror.Ref, probe, first bool) []
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	answers := make(chan *holder, len(peers))
+	slots := make(chan struct{}, maxInFlight)
 	asked := 0
 	for _, p := range peers {
 		if c.isDown(p) {
@@ -128,7 +133,15 @@ func (c *Client) find(ctx context.Context, ref mirror.Ref, probe, first bool) []
 			continue
 		}
 		asked++
-		go func() { answers <- c.head(ctx, p, ref, probe) }()
+		go func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+				answers <- c.head(ctx, p, ref, probe)
+			case <-ctx.Done():
+				answers <- nil // not asked before the deadline
+			}
+		}()
 	}
 	var out []holder
 	for range asked {

@@ -1,0 +1,192 @@
+package peers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
+)
+
+// memRegistry serves go-containerregistry's in-memory registry and returns
+// its base URL, host and a hosts directory that reaches it.
+func memRegistry(t *testing.T) (base, host, hostsDir string) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "http://")
+	hostsDir = t.TempDir()
+	os.MkdirAll(filepath.Join(hostsDir, host), 0o755)
+	if err := os.WriteFile(filepath.Join(hostsDir, host, "hosts.toml"), []byte(fmt.Sprintf("server = %q\n", srv.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, host, hostsDir
+}
+
+// takeoverSetup is a node that holds an orphan and ranks second among its
+// holders, behind owner, a peer that says it holds the root but never heals.
+type takeoverSetup struct {
+	base    string
+	img     *imagetest.Object
+	target  heal.Target
+	healer  *heal.Healer
+	owner   *httptest.Server
+	nudges  atomic.Int32
+	metrics *prometheus.Registry
+}
+
+func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup {
+	t.Helper()
+	s := &takeoverSetup{metrics: prometheus.NewRegistry()}
+	var host, hostsDir string
+	s.base, host, hostsDir = memRegistry(t)
+	cs, _ := imagetest.LocalStore(t)
+	s.img = imagetest.Manifest(t, imagetest.OCI, imagetest.Platform("linux", "amd64"), 2, 4096)
+	imagetest.WriteLocal(t, cs, host, testRepo, s.img)
+	s.target = heal.Target{Registry: host, Repository: testRepo, Root: s.img.Root()}
+	s.owner = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodHead || !strings.HasSuffix(r.URL.Path, "/manifests/"+s.img.Desc.Digest.String()) {
+			t.Errorf("unexpected access: %s %s", r.Method, r.URL)
+			w.WriteHeader(404)
+			return
+		}
+		if r.Header.Get(ProbeHeader) == "" {
+			s.nudges.Add(1)
+		}
+		w.Header().Set("Docker-Content-Digest", s.img.Desc.Digest.String())
+		w.Header().Set("Content-Length", strconv.Itoa(len(s.img.Data)))
+	}))
+	t.Cleanup(s.owner.Close)
+	ownerPeer, _ := ParsePeer(s.owner.URL)
+	// This node's identity: one that ranks behind the owner for the root.
+	self := ""
+	for port := 1; self == ""; port++ {
+		id := "127.0.0.1:" + strconv.Itoa(port)
+		if Rendezvous(s.img.Desc.Digest, []string{id, ownerPeer.ID})[0] == ownerPeer.ID {
+			self = id
+		}
+	}
+	members, err := NewMembership(WithSelf(self), WithStatic(s.owner.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(members, staticSource(newToken(t)), WithTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := registry.NewRemote(registry.WithHostsDir(hostsDir), registry.WithRegistries(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.healer, err = heal.NewHealer(cs, remote, heal.WithOwnership(NewRanker(c), takeoverAfter, heal.NewOwnershipMetrics(s.metrics)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *takeoverSetup) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := s.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func TestStuckOwnerTakenOver(t *testing.T) {
+	const after = 400 * time.Millisecond
+	s := newTakeoverSetup(t, after)
+	start := time.Now()
+	res, err := s.healer.Heal(context.Background(), s.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < after || took > after+2*time.Second {
+		t.Errorf("heal took %s; a rank-1 node takes over after %s without progress", took, after)
+	}
+	if res.Pushed == 0 || !imagetest.Has(t, s.base, testRepo, "manifests", s.img.Desc.Digest.String()) {
+		t.Errorf("the takeover healed nothing: %+v", res)
+	}
+	if s.counter(t, "regmend_heal_takeovers_total") != 1 || s.counter(t, "regmend_heals_deferred_total") != 1 {
+		t.Errorf("deferred %v, takeovers %v; want 1 and 1", s.counter(t, "regmend_heals_deferred_total"), s.counter(t, "regmend_heal_takeovers_total"))
+	}
+	if s.nudges.Load() < 1 {
+		t.Error("the owner was never asked for the root (nudged)")
+	}
+}
+
+func TestDeadOwnerTakenOverAtOnce(t *testing.T) {
+	const after = 4 * time.Second // re-ranks every second
+	s := newTakeoverSetup(t, after)
+	go func() {
+		// The owner dies once this node has deferred to it (or after 5s).
+		deadline := time.Now().Add(5 * time.Second)
+		for s.nudges.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.owner.CloseClientConnections()
+		s.owner.Close()
+	}()
+	start := time.Now()
+	if _, err := s.healer.Heal(context.Background(), s.target); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= after {
+		t.Errorf("heal took %s; a dead owner drops out of the ranking at the next re-check (every %s)", took, after/4)
+	}
+	if !imagetest.Has(t, s.base, testRepo, "manifests", s.img.Desc.Digest.String()) || s.counter(t, "regmend_heal_takeovers_total") != 1 {
+		t.Error("the dead owner's heal was not taken over")
+	}
+}
+
+func TestOwnerHealsOthersStandBy(t *testing.T) {
+	s := newTakeoverSetup(t, 10*time.Second)
+	type result struct {
+		res *heal.Result
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		res, err := s.healer.Heal(context.Background(), s.target)
+		done <- result{res, err}
+	}()
+	eventually(t, "this node defers to the owner", func() bool { return s.nudges.Load() > 0 })
+	imagetest.Push(t, s.base, testRepo, "v1", s.img) // the owner heals
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the standing-by heal did not end within 10s of the owner's")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.res.Pushed != 0 {
+		t.Errorf("a standing-by node pushed %d nodes after %s", r.res.Pushed, time.Since(start))
+	}
+	if s.counter(t, "regmend_heals_done_by_peer_total") != 1 || s.counter(t, "regmend_heal_takeovers_total") != 0 {
+		t.Error("want the heal counted as done by a peer, and no takeover")
+	}
+}
