@@ -33,8 +33,8 @@ func TestParseRef(t *testing.T) {
 			t.Errorf("parseRef(%q) err = %v, want ok=%v", c.in, err, c.ok)
 			continue
 		}
-		if c.ok && (ref.registry != c.registry || ref.repo != c.repo) {
-			t.Errorf("parseRef(%q) = %s %s, want %s %s", c.in, ref.registry, ref.repo, c.registry, c.repo)
+		if c.ok && (ref.Registry != c.registry || ref.Repository != c.repo) {
+			t.Errorf("parseRef(%q) = %s %s, want %s %s", c.in, ref.Registry, ref.Repository, c.registry, c.repo)
 		}
 		var ec *exitCode
 		if !c.ok && (!errors.As(err, &ec) || ec.code != exitUsage) {

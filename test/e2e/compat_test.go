@@ -57,14 +57,14 @@ func TestCompatContainerd1xServeHealsOnPull(t *testing.T) {
 	srv := startServe(t, s.nodeA, s.reg)
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.pullHealsThroughMirror(ctx, t)
-	if n := srv.metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
+	if n := srv.Metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
 		t.Errorf("regmend_heals_total{result=healed} = %v, want at least 1", n)
 	}
 
 	// A healthy pull never reaches regmend.
-	served := srv.metric(t, "regmend_mirror_requests_total")
+	served := srv.Metric(t, "regmend_mirror_requests_total")
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app:v1"))
-	if after := srv.metric(t, "regmend_mirror_requests_total"); after != served {
+	if after := srv.Metric(t, "regmend_mirror_requests_total"); after != served {
 		t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", served, after)
 	}
 }
