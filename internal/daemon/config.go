@@ -101,7 +101,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := heal.ParseRetention(c.Retain); err != nil {
-		return fmt.Errorf("retain: %w", err)
+		return bad("retain %q: want %s or %s", c.Retain, heal.RetainTag, heal.RetainNone)
 	}
 	switch {
 	case c.Namespace == "":

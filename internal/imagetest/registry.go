@@ -3,7 +3,7 @@ package imagetest
 import (
 	"fmt"
 	"io"
-	"log"
+	stdlog "log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +14,9 @@ import (
 	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/log"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"go.uber.org/goleak"
 )
 
 // Request is one request a Registry answered.
@@ -91,7 +93,7 @@ type Registry struct {
 func NewRegistry(t testing.TB) *Registry {
 	t.Helper()
 	r := &Registry{Log: &RequestLog{}}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := registry.New(registry.Logger(stdlog.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(r.Log.wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		fault := r.fault
@@ -167,4 +169,12 @@ func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Main runs a package's tests, then fails if any goroutine is left
+// running (idle HTTP connections aside). containerd's local store warns
+// that fsverity is unsupported in tmpfs; only errors are logged.
+func Main(m *testing.M) {
+	_ = log.SetLevel("error")
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
 }

@@ -41,7 +41,7 @@ func requireContainerd1x(t *testing.T) string {
 }
 
 // TestCompatContainerd1xServeHealsOnPull is TestServeHealsOnPull's orphan
-// story on containerd 1.6/1.7 with a version 2 config (DESIGN.md §2): CRI
+// story on containerd 1.6/1.7 with a version 2 config (docs/architecture.md §2): CRI
 // reads hosts.toml from [plugins."io.containerd.grpc.v1.cri".registry]
 // config_path, falls through the registry's 404 to regmend, and the pull of
 // a reaped digest the node holds succeeds while the registry is healed.

@@ -16,7 +16,7 @@ import (
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
-// orphanScenario is DESIGN.md §1's first failure, reproduced for real: node
+// orphanScenario is docs/architecture.md §1's first failure, reproduced for real: node
 // A pulled app:v1 (D1), the tag moved to an index, and the registry's GC
 // reaped D1 and its blobs.
 type orphanScenario struct {
