@@ -33,10 +33,10 @@ type Result struct {
 	// Action is what happened to it.
 	Action Action
 	// Backup is the copy of the previous file, when an existing file was
-	// changed (empty otherwise, and always with WithDryRun).
+	// changed or removed (empty otherwise, and always with WithDryRun).
 	Backup string
-	// Content is the file's content after Ensure (what it would be, with
-	// WithDryRun).
+	// Content is the file's content after Ensure or Remove (what it would
+	// be, with WithDryRun); nil when Remove deletes the file.
 	Content []byte
 	// Hosts lists the hosts containerd will try for the registry, in order,
 	// as containerd's config package loaded Content: "scheme://host/path
