@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -112,6 +113,26 @@ func TestCompatContainerd1xMirrorToken(t *testing.T) {
 	}
 	if n := srv.metric(t, "regmend_mirror_refused_total"); n != 1 {
 		t.Errorf("regmend_mirror_refused_total = %v, want 1 (containerd's own requests carry the token)", n)
+	}
+}
+
+// TestPluginMirrorToken: the plugin's section takes mirror_token_file, so
+// regmend inside containerd serves containerd's own CRI pull (which carries
+// the token from hosts.toml) and refuses a request without it.
+func TestPluginMirrorToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := harness.ProductBinary(t, "containerd-regmend")
+	s := reapOrphan(ctx, t)
+	srv := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
+	tokenFile := filepath.Join(t.TempDir(), "mirror-token")
+	s.nodeA.Stop()
+	appendConfig(t, s.nodeA, pluginSection(srv, s.reg, s.nodeA.HostsDir(), fmt.Sprintf("mirror_token_file = %q", tokenFile)))
+	srv.proc = startContainerdRegmend(t, s.nodeA, bin)
+	useMirrorWithToken(ctx, t, s, srv, tokenFile)
+	s.pullHealsThroughMirror(ctx, t)
+	if code, body := mirrorGet(t, http.MethodGet, srv.mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {
+		t.Errorf("GET without the token: %d %q, want 404 and no content", code, body)
 	}
 }
 
