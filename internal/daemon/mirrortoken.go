@@ -29,8 +29,8 @@ const MirrorTokenHeader = "X-Regmend-Token"
 // it, the mirror is open to every local process, which it says at start.
 func (d *Daemon) guardMirror(ctx context.Context) (http.Handler, error) {
 	if d.cfg.MirrorTokenFile == "" {
-		log.G(ctx).Warn("regmend mirror has no token (mirror_token_file, serve --mirror-token-file): " +
-			"every local process, and every pod on the host network, can read through it any image this node holds from the served registries")
+		log.G(ctx).Warn("regmend mirror is open to every local process: without a mirror token (mirror_token_file, serve --mirror-token-file), " +
+			"any local user or pod on the host network can read through it every image this node holds from the served registries")
 		return d.mirror, nil
 	}
 	f, err := secret.EnsureFile(ctx, d.cfg.MirrorTokenFile)

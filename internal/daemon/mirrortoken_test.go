@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -8,21 +9,25 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 )
 
 type noImages struct{}
 
 func (noImages) List(context.Context, ...string) ([]images.Image, error) { return nil, nil }
 
-// runDaemon runs a daemon on an empty content store with cfg's token file
-// and returns the mirror's and the metrics' base URLs.
-func runDaemon(t *testing.T, tokenFile string) (mirror, metrics string) {
+// runDaemon runs a daemon on an empty content store with tokenFile as
+// mirror_token_file, logging into logs, and returns the mirror's and the
+// metrics' base URLs.
+func runDaemon(t *testing.T, tokenFile string, logs io.Writer) (mirror, metrics string) {
 	t.Helper()
 	store, err := local.NewStore(t.TempDir())
 	if err != nil {
@@ -41,7 +46,9 @@ func runDaemon(t *testing.T, tokenFile string) (mirror, metrics string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	logger := logrus.New()
+	logger.SetOutput(logs)
+	ctx, cancel := context.WithCancel(log.WithLogger(context.Background(), logrus.NewEntry(logger)))
 	ready, done := make(chan net.Addr, 1), make(chan error, 1)
 	go func() { done <- d.Run(ctx, func(a net.Addr) { ready <- a }) }()
 	t.Cleanup(func() {
@@ -81,7 +88,13 @@ func get(t *testing.T, url, token string) (int, string) {
 // takes effect without a restart.
 func TestMirrorToken(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mirror-token")
-	mirror, metrics := runDaemon(t, file)
+	var logs syncBuffer
+	mirror, metrics := runDaemon(t, file, &logs)
+	for _, want := range []string{"created the mirror token file", "serves only requests that carry the mirror token"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("serve did not create the token file: %v", err)
@@ -121,6 +134,37 @@ func TestMirrorToken(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestMirrorWithoutToken: without a token the mirror answers everyone, and
+// the daemon says so at start.
+func TestMirrorWithoutToken(t *testing.T) {
+	var logs syncBuffer
+	mirror, _ := runDaemon(t, "", &logs)
+	if code, _ := get(t, mirror+"/v2/", ""); code != 200 {
+		t.Errorf("without a token configured: %d, want 200", code)
+	}
+	if !strings.Contains(logs.String(), "open to every local process") || !strings.Contains(logs.String(), "level=warning") {
+		t.Errorf("no warning that the mirror is open:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer the daemon's goroutines may log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestMirrorTokenFileBad(t *testing.T) {

@@ -23,8 +23,9 @@ func WithMirrorToken(header, value string) Option {
 	return func(o *options) { o.header, o.token = header, value }
 }
 
-// checkToken checks that containerd, having loaded hosts, sends exactly the
-// value as header t.header to the mirror (hosts[at]).
+// checkToken checks that containerd, having loaded hosts, sends exactly
+// t.token as the header t.header to the mirror (nothing to check without a
+// token).
 func checkToken(hosts []docker.RegistryHost, t target) error {
 	if t.header == "" {
 		return nil
