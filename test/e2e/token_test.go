@@ -21,8 +21,8 @@ import (
 // sends the header hosts.toml gives it; a plain GET without the header, or
 // with a wrong one, gets 404 and none of the content; hosts.toml and the
 // token file are mode 0600. After `hosts` writes a new token, serve follows
-// the file without a restart: pulls still succeed and the old token is
-// refused. `hosts --remove` then gives back the original hosts.toml.
+// the file without a restart: pulls (CRI and ctr) still succeed and the old
+// token is refused. `hosts --remove` then gives back the original hosts.toml.
 func TestServeMirrorToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -80,6 +80,11 @@ func TestServeMirrorToken(t *testing.T) {
 	d2 := reapAnother(ctx, t, s, "other")
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("other@"+d2.String()))
 	waitFor(t, 30*time.Second, "registry healed after the pull with the new token", func() bool { return s.reg.ManifestExists("other", d2) })
+	// ctr (the transfer service) sends the header too.
+	d3 := reapAnother(ctx, t, s, "third")
+	if out, err := s.nodeA.Ctr(ctx, "images", "pull", "--hosts-dir", s.nodeA.HostsDir(), s.reg.Ref("third@"+d3.String())); err != nil {
+		t.Fatalf("ctr images pull of a reaped digest through the token-guarded mirror: %v\n%s", err, out)
+	}
 	if code, _ := mirrorGet(t, http.MethodGet, manifestURL, oldToken); code != http.StatusNotFound {
 		t.Errorf("the old token after rotation: %d, want 404", code)
 	}
