@@ -43,6 +43,12 @@ type Config struct {
 	QueueSize int `toml:"queue_size"`
 	// Workers is how many heals run at once.
 	Workers int `toml:"workers"`
+	// MirrorTokenFile holds the mirror token; it is created (mode 0600) if
+	// absent and re-read when it changes. The mirror then answers 404 to any
+	// request without the token in the X-Regmend-Token header, which
+	// `regmend hosts --mirror-token-file` writes into hosts.toml for
+	// containerd. "" leaves the mirror open to every local process.
+	MirrorTokenFile string `toml:"mirror_token_file"`
 }
 
 // Default settings; the rest come from the packages that own them
