@@ -31,7 +31,7 @@ func TestServeMirrorToken(t *testing.T) {
 	original := readFile(t, hostsPath)
 	tokenFile := filepath.Join(t.TempDir(), "regmend", "mirror-token")
 	srv := startServe(t, s.nodeA, s.reg, "--mirror-token-file", tokenFile) // creates the file
-	if log := srv.proc.Log(); strings.Contains(log, "open to every local process") || !strings.Contains(log, "only requests that carry the mirror token") {
+	if log := srv.Proc.Log(); strings.Contains(log, "open to every local process") || !strings.Contains(log, "only requests that carry the mirror token") {
 		t.Errorf("serve with a token did not say the mirror requires it:\n%s", log)
 	}
 	oldToken := useMirrorWithToken(ctx, t, s, srv, tokenFile)
@@ -48,9 +48,9 @@ func TestServeMirrorToken(t *testing.T) {
 	}
 
 	// Any other local process: no header, a wrong one.
-	manifestURL := srv.mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr()
-	layerURL := srv.mirror + "/v2/app/blobs/" + s.img.Layers[0].String() + "?ns=" + s.reg.Addr()
-	refusedBefore := srv.metric(t, "regmend_mirror_refused_total")
+	manifestURL := srv.Mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr()
+	layerURL := srv.Mirror + "/v2/app/blobs/" + s.img.Layers[0].String() + "?ns=" + s.reg.Addr()
+	refusedBefore := srv.Metric(t, "regmend_mirror_refused_total")
 	for _, tok := range []string{"", strings.Repeat("0", 64), oldToken[:63]} {
 		for _, u := range []string{manifestURL, layerURL} {
 			code, body := mirrorGet(t, http.MethodGet, u, tok)
@@ -62,7 +62,7 @@ func TestServeMirrorToken(t *testing.T) {
 			t.Errorf("HEAD with token %q: %d, want 404", tok, code)
 		}
 	}
-	if n := srv.metric(t, "regmend_mirror_refused_total") - refusedBefore; n != 9 {
+	if n := srv.Metric(t, "regmend_mirror_refused_total") - refusedBefore; n != 9 {
 		t.Errorf("regmend_mirror_refused_total rose by %v, want 9", n)
 	}
 	if code, body := mirrorGet(t, http.MethodGet, manifestURL, oldToken); code != http.StatusOK || body != string(manifest) {
@@ -93,7 +93,7 @@ func TestServeMirrorToken(t *testing.T) {
 	}
 
 	// Uninstall gives back the file as it was before regmend.
-	if out, code := regmend(ctx, t, s.nodeA, "hosts", "--remove", s.reg.Addr(), "--mirror", srv.mirror); code != 0 {
+	if out, code := regmend(ctx, t, s.nodeA, "hosts", "--remove", s.reg.Addr(), "--mirror", srv.Mirror); code != 0 {
 		t.Fatalf("hosts --remove exit %d:\n%s", code, out)
 	}
 	if got := readFile(t, hostsPath); got != original {
@@ -113,10 +113,10 @@ func TestCompatContainerd1xMirrorToken(t *testing.T) {
 	srv := startServe(t, s.nodeA, s.reg, "--mirror-token-file", tokenFile)
 	useMirrorWithToken(ctx, t, s, srv, tokenFile)
 	s.pullHealsThroughMirror(ctx, t)
-	if code, body := mirrorGet(t, http.MethodGet, srv.mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {
+	if code, body := mirrorGet(t, http.MethodGet, srv.Mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {
 		t.Errorf("GET without the token: %d %q, want 404 and no content", code, body)
 	}
-	if n := srv.metric(t, "regmend_mirror_refused_total"); n != 1 {
+	if n := srv.Metric(t, "regmend_mirror_refused_total"); n != 1 {
 		t.Errorf("regmend_mirror_refused_total = %v, want 1 (containerd's own requests carry the token)", n)
 	}
 }
@@ -129,14 +129,14 @@ func TestPluginMirrorToken(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	s := reapOrphan(ctx, t)
-	srv := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
+	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 	tokenFile := filepath.Join(t.TempDir(), "mirror-token")
 	s.nodeA.Stop()
 	appendConfig(t, s.nodeA, pluginSection(srv, s.reg, s.nodeA.HostsDir(), fmt.Sprintf("mirror_token_file = %q", tokenFile)))
-	srv.proc = startContainerdRegmend(t, s.nodeA, bin)
+	srv.Proc = startContainerdRegmend(t, s.nodeA, bin)
 	useMirrorWithToken(ctx, t, s, srv, tokenFile)
 	s.pullHealsThroughMirror(ctx, t)
-	if code, body := mirrorGet(t, http.MethodGet, srv.mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {
+	if code, body := mirrorGet(t, http.MethodGet, srv.Mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {
 		t.Errorf("GET without the token: %d %q, want 404 and no content", code, body)
 	}
 }
@@ -145,7 +145,7 @@ func TestPluginMirrorToken(t *testing.T) {
 // the token file if it is absent) and returns the token it wrote.
 func useMirrorWithToken(ctx context.Context, t *testing.T, s *orphanScenario, srv *server, tokenFile string) string {
 	t.Helper()
-	out, code := regmend(ctx, t, s.nodeA, "hosts", s.reg.Addr(), "--mirror", srv.mirror,
+	out, code := regmend(ctx, t, s.nodeA, "hosts", s.reg.Addr(), "--mirror", srv.Mirror,
 		"--mirror-token-file", tokenFile, "--containerd-config", s.nodeA.ConfigPath())
 	if code != 0 || !strings.Contains(out, "updated") {
 		t.Fatalf("regmend hosts --mirror-token-file exit %d, want 0 and the file updated:\n%s", code, out)
