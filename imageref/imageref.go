@@ -60,7 +60,9 @@ func Parse(s string) (Ref, error) {
 		return Ref{}, bad("no repository name")
 	}
 	r := Ref{Registry: reference.Domain(named), Repository: reference.Path(named)}
-	if r.Registry == "" {
+	if !strings.ContainsAny(r.Registry, ".:") && r.Registry != "localhost" {
+		// "docker/app" names Docker Hub's docker/app, not a registry
+		// "docker": as containerd and docker read it.
 		return Ref{}, bad("name the registry host (e.g. edge:5000/app@sha256:...)")
 	}
 	if err := ValidateRegistry(r.Registry); err != nil {

@@ -36,6 +36,7 @@ func TestParseRefuses(t *testing.T) {
 		{"", "name"},
 		{"app", "name the registry host"},
 		{"app:v1", "name the registry host"},
+		{"docker/app:v1", "name the registry host"},
 		{"edge:5000/@" + dgst, "invalid reference format"},
 		{"edge:5000/a//b:v1", "invalid reference format"},
 		{"edge:5000/./app:v1", "invalid reference format"},

@@ -43,6 +43,12 @@ type Config struct {
 	QueueSize int `toml:"queue_size"`
 	// Workers is how many heals run at once.
 	Workers int `toml:"workers"`
+	// MirrorTokenFile holds the mirror token; it is created (mode 0600) if
+	// absent and re-read when it changes. The mirror then answers 404 to any
+	// request without the token in the X-Regmend-Token header, which
+	// `regmend hosts --mirror-token-file` writes into hosts.toml for
+	// containerd. "" leaves the mirror open to every local process.
+	MirrorTokenFile string `toml:"mirror_token_file"`
 
 	// Cluster mode (docs/cluster.md): off unless peers, peers_dns or
 	// peer_listen is set.
@@ -123,7 +129,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := heal.ParseRetention(c.Retain); err != nil {
-		return fmt.Errorf("retain: %w", err)
+		return bad("retain %q: want %s or %s", c.Retain, heal.RetainTag, heal.RetainNone)
 	}
 	switch {
 	case c.Namespace == "":

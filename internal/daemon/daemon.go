@@ -98,12 +98,16 @@ func (d *Daemon) Queue() *heal.Queue { return d.queue }
 // ready, if set, is called with the mirror's bound address.
 func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
+	handler, err := d.guardMirror(ctx)
+	if err != nil {
+		return err
+	}
 	mirrorLn, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("mirror listen: %w", err)
 	}
 	logListen(ctx, mirrorLn.Addr())
-	servers := []*http.Server{{Handler: d.mirror, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{mirrorLn}
 	if d.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", d.cfg.MetricsListen)

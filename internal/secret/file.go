@@ -47,7 +47,7 @@ func ReadFile(ctx context.Context, path string) (File, error) {
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return File{}, fmt.Errorf("token file %s: %w", path, errors.Join(err, errdefs.ErrNotFound))
+		return File{}, fmt.Errorf("token file %s: %w: %w", path, errdefs.ErrNotFound, fs.ErrNotExist)
 	} else if err != nil {
 		return File{}, fmt.Errorf("token file: %w", err)
 	}

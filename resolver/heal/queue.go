@@ -56,7 +56,7 @@ type queuedJob struct {
 }
 
 // registryStatus is a failing registry's backoff: exponential from
-// minRegistryBackoff to maxRegistryBackoff, reset by a heal that reaches it.
+// MinRegistryBackoff to MaxRegistryBackoff, reset by a heal that reaches it.
 type registryStatus struct {
 	until   time.Time
 	backoff *backoff.ExponentialBackOff
@@ -119,10 +119,11 @@ func WithQueueMetrics(m *Metrics) QueueOption {
 	return func(q *Queue) error { q.metrics = m; return nil }
 }
 
-// Backoff bounds for a failing registry.
+// Backoff bounds for a failing registry: heals of its digests are dropped
+// for MinRegistryBackoff after a failure, doubling up to MaxRegistryBackoff.
 const (
-	minRegistryBackoff = 2 * time.Second
-	maxRegistryBackoff = 5 * time.Minute
+	MinRegistryBackoff = 2 * time.Second
+	MaxRegistryBackoff = 5 * time.Minute
 )
 
 // NewQueue returns a Queue healing with healer the roots that roots finds.
@@ -246,7 +247,7 @@ func (q *Queue) run(ctx context.Context, qj queuedJob) {
 		st := q.down[j.registry]
 		if st.backoff == nil {
 			st.backoff = &backoff.ExponentialBackOff{
-				InitialInterval: minRegistryBackoff, Multiplier: 2, MaxInterval: maxRegistryBackoff,
+				InitialInterval: MinRegistryBackoff, Multiplier: 2, MaxInterval: MaxRegistryBackoff,
 			}
 			st.backoff.Reset()
 		}

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,28 +16,16 @@ import (
 
 // startPeerServe runs `regmend serve` in cluster mode against node: a peer
 // endpoint on peerAddr (if set) and the given peers.
-func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerAddr, tokenFile string, peers ...string) *server {
+func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerAddr, tokenFile string, peers ...string) *harness.Server {
 	t.Helper()
-	s := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
-	args := []string{"serve", "--listen", strings.TrimPrefix(s.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.metrics, "http://"),
-		"--registry", reg.Addr(), "--sweep-interval", "0", "--log-level", "info", "--peer-token-file", tokenFile}
+	args := []string{"--peer-token-file", tokenFile}
 	if peerAddr != "" {
 		args = append(args, "--peer-listen", peerAddr)
 	}
 	for _, p := range peers {
 		args = append(args, "--peer", p)
 	}
-	s.proc = harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: harness.ProductBinary(t, "regmend"), Args: regmendArgs(node, args...)})
-	if err := harness.WaitFor(10*time.Second, s.proc, "regmend /healthz", func() error {
-		resp, err := http.Get(s.metrics + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), LogLevel: "info", Extra: args})
 }
 
 // benchPeer: a CRI pull of a reaped digest on a node that lacks it, served
@@ -75,7 +61,7 @@ func benchPeer(ctx context.Context, t *testing.T, rep *report) {
 
 			node := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh", LogLevel: "info"})
 			srv := startPeerServe(t, node, reg, "", tokenFile, "http://"+peerA)
-			node.UseRegistry(reg, harness.HostEntry(srv.mirror, "pull", "resolve"))
+			node.UseRegistry(reg, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 			syscall.Sync()
 			settle(pidOf(t, node.ConfigPath()))
 			start := time.Now()
@@ -84,9 +70,9 @@ func benchPeer(ctx context.Context, t *testing.T, rep *report) {
 			}
 			fromPeer = append(fromPeer, time.Since(start))
 			heals = append(heals, waitHealed(t, reg, repo, img.Digest, blobs).Sub(start))
-			if srv.requests(t, "served_by_peer") == 0 || srvA.requests(t, "") != 0 {
+			if mirrorRequests(t, srv, "served_by_peer") == 0 || mirrorRequests(t, srvA, "") != 0 {
 				t.Fatalf("the fresh node's mirror served %v requests from a peer; node A's containerd-facing mirror %v (want >0 and 0)",
-					srv.requests(t, "served_by_peer"), srvA.requests(t, ""))
+					mirrorRequests(t, srv, "served_by_peer"), mirrorRequests(t, srvA, ""))
 			}
 			node.Stop()
 		})

@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,57 +26,22 @@ const (
 	pullLayerSize = 8 << 20
 )
 
-// server is a running `regmend serve`.
-type server struct {
-	mirror, metrics string // http://127.0.0.1:PORT
-	proc            *harness.Proc
-}
-
 // startServe runs `regmend serve` against node for reg; it stops on t's
 // cleanup. Each run gets a fresh heal queue, which otherwise skips a digest
 // it healed a moment ago.
-func startServe(t *testing.T, node *harness.Containerd, reg *harness.Registry) *server {
+func startServe(t *testing.T, node *harness.Containerd, reg *harness.Registry) *harness.Server {
 	t.Helper()
-	s := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
-	s.proc = harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: harness.ProductBinary(t, "regmend"), Args: regmendArgs(node,
-		"serve", "--listen", strings.TrimPrefix(s.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.metrics, "http://"),
-		"--registry", reg.Addr(), "--sweep-interval", "0", "--log-level", "info")})
-	err := harness.WaitFor(10*time.Second, s.proc, "regmend /healthz", func() error {
-		resp, err := http.Get(s.metrics + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), LogLevel: "info"})
 }
 
-// requests is the mirror requests regmend answered: with content when
+// mirrorRequests is the mirror requests regmend answered: with content when
 // outcome is "served", any when it is "".
-func (s *server) requests(t *testing.T, outcome string) float64 {
+func mirrorRequests(t *testing.T, srv *harness.Server, outcome string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
+	if outcome == "" {
+		return srv.Metric(t, "regmend_mirror_requests_total")
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "regmend_mirror_requests_total{") && (outcome == "" || strings.Contains(line, `"`+outcome+`"`)) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
+	return srv.Metric(t, "regmend_mirror_requests_total", `outcome="`+outcome+`"`)
 }
 
 // pullFresh pulls ref through CRI on a new node whose hosts.toml lists the
@@ -148,8 +109,8 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 	for i := range *benchRuns {
 		t.Run(fmt.Sprintf("run%d", i+1), func(t *testing.T) {
 			srv := startServe(t, nodeA, reg)
-			mirror := harness.HostEntry(srv.mirror, "pull", "resolve")
-			before := srv.requests(t, "")
+			mirror := harness.HostEntry(srv.Mirror, "pull", "resolve")
+			before := mirrorRequests(t, srv, "")
 			// Alternate which healthy pull goes first.
 			if i%2 == 0 {
 				plain = append(plain, pullFresh(ctx, t, reg, ref))
@@ -158,7 +119,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				listed = append(listed, pullFresh(ctx, t, reg, ref, mirror))
 				plain = append(plain, pullFresh(ctx, t, reg, ref))
 			}
-			if after := srv.requests(t, ""); after != before {
+			if after := mirrorRequests(t, srv, ""); after != before {
 				t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", before, after)
 			}
 			// Those that do not heal first: the registry stays reaped
@@ -169,7 +130,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				if !reaped {
 					reap(t, reg, repo, img.Digest, blobs)
 				}
-				host, served := mirror, srv.requests(t, "served")
+				host, served := mirror, mirrorRequests(t, srv, "served")
 				var store *readCounter
 				var q *heal.Queue
 				if v.block != 0 {
@@ -181,7 +142,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				v.pulls = append(v.pulls, pullFresh(ctx, t, reg, ref, host))
 				if store != nil {
 					v.calls = store.calls.Load()
-				} else if srv.requests(t, "served") == served {
+				} else if mirrorRequests(t, srv, "served") == served {
 					t.Fatal("the pull of the reaped digest succeeded without regmend serving it")
 				}
 				if v.heal == healAfter {
@@ -254,9 +215,9 @@ const (
 )
 
 // serveInProcess runs regmend's mirror over node's content store in this
-// process, as `regmend serve` does, and the heal queue it feeds when heal;
-// block > 0 widens every read of the store (readCounter).
-func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, withHeal bool) (string, *readCounter, *heal.Queue) {
+// process, as `regmend serve` does, and the heal queue it feeds when
+// healing; block > 0 widens every read of the store (readCounter).
+func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, healing bool) (string, *readCounter, *heal.Queue) {
 	t.Helper()
 	remote, err := registry.NewRemote(registry.WithRegistries(reg.Addr()), registry.WithHostsDir(node.HostsDir()))
 	if err != nil {
@@ -276,7 +237,7 @@ func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registr
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	var opts []mirror.Option
-	if withHeal {
+	if healing {
 		opts = append(opts, mirror.WithHealQueue(q))
 	}
 	srv := httptest.NewServer(mirror.New(store, remote, opts...))

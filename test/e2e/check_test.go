@@ -88,7 +88,7 @@ func TestSweepHealsDanglingChildWithoutPull(t *testing.T) {
 	srv := startServe(t, node, reg, "--sweep-interval", "2s")
 	waitFor(t, 30*time.Second, "sweep to restore the child", func() bool { return reg.ManifestExists("multi", child.Digest) })
 	waitFor(t, 10*time.Second, "sweep metrics", func() bool {
-		return srv.metric(t, "regmend_last_sweep_timestamp_seconds") > 0 && srv.metric(t, "regmend_images", `state="healthy"`) == 1
+		return srv.Metric(t, "regmend_last_sweep_timestamp_seconds") > 0 && srv.Metric(t, "regmend_images", `state="healthy"`) == 1
 	})
 	if got, _ := reg.TagDigest("multi", "v1"); got != multi.Digest {
 		t.Errorf("multi:v1 moved to %s", got)

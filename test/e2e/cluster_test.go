@@ -117,18 +117,18 @@ func TestClusterFreshNodeServedFromPeer(t *testing.T) {
 	}
 	waitRetained(t, s.reg, "app", s.d1, 60*time.Second)
 	assertHealedOnce(t, s.reg.Requests()[before:], "app", s.img)
-	healedA, healedC := srvA.metric(t, "regmend_heals_total", `result="healed"`), srvC.metric(t, "regmend_heals_total", `result="healed"`)
+	healedA, healedC := srvA.Metric(t, "regmend_heals_total", `result="healed"`), srvC.Metric(t, "regmend_heals_total", `result="healed"`)
 	t.Logf("heals: node A %v, node C %v (C holds the image once its pull is done, so either may own it)", healedA, healedC)
 	if (healedA > 0) == (healedC > 0) {
 		t.Errorf("heals done: A %v, C %v, want one node only to heal", healedA, healedC)
 	}
-	if n := srvC.metric(t, "regmend_mirror_requests_total", `outcome="served_by_peer"`); n < 3 {
+	if n := srvC.Metric(t, "regmend_mirror_requests_total", `outcome="served_by_peer"`); n < 3 {
 		t.Errorf("node C's mirror served %v requests from a peer, want the manifest, config and layers", n)
 	}
-	if n := srvC.metric(t, "regmend_peer_bytes_total", `direction="from_peers"`); n < 2*64<<10 {
+	if n := srvC.Metric(t, "regmend_peer_bytes_total", `direction="from_peers"`); n < 2*64<<10 {
 		t.Errorf("bytes from peers = %v, want at least the two layers", n)
 	}
-	if n := srvA.metric(t, "regmend_peer_bytes_total", `direction="to_peers"`); n < 2*64<<10 {
+	if n := srvA.Metric(t, "regmend_peer_bytes_total", `direction="to_peers"`); n < 2*64<<10 {
 		t.Errorf("bytes to peers on A = %v", n)
 	}
 	assertRegistryIntact(t, s.reg, "app")
@@ -176,10 +176,10 @@ func TestClusterPeerEndpointRefusesWithoutToken(t *testing.T) {
 			t.Errorf("%s: content served = %v (status %d)", c.name, served, resp.StatusCode)
 		}
 	}
-	if n := srv.metric(t, "regmend_peer_endpoint_refused_total"); n != 3 {
+	if n := srv.Metric(t, "regmend_peer_endpoint_refused_total"); n != 3 {
 		t.Errorf("refusals counted %v, want 3", n)
 	}
-	if strings.Contains(srv.proc.Log(), token) {
+	if strings.Contains(srv.Proc.Log(), token) {
 		t.Error("the peer token appears in serve's log")
 	}
 }
@@ -211,7 +211,7 @@ func TestClusterCorruptPeerNeverValid(t *testing.T) {
 			t.Errorf("node C holds layer %s that only a corrupting peer served", d)
 		}
 	}
-	if n := srvC.metric(t, "regmend_peer_digest_mismatches_total"); n < 1 {
+	if n := srvC.Metric(t, "regmend_peer_digest_mismatches_total"); n < 1 {
 		t.Errorf("digest mismatches counted %v, want at least 1", n)
 	}
 }
@@ -279,7 +279,7 @@ func TestClusterPeersDownSingleNode(t *testing.T) {
 		t.Errorf("pull with every peer down took %s; it must fail fast", took)
 	}
 	t.Logf("pull of a digest no live node holds: not found after %s", time.Since(start).Round(time.Millisecond))
-	if n := srvC.metric(t, "regmend_peer_requests_total", `outcome="hit"`); n != 0 {
+	if n := srvC.Metric(t, "regmend_peer_requests_total", `outcome="hit"`); n != 0 {
 		t.Errorf("hits from dead peers: %v", n)
 	}
 	_ = fmt.Sprint()

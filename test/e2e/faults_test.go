@@ -292,7 +292,7 @@ func TestServeWhileRegistryDown(t *testing.T) {
 	p := startFaultProxy(t, s.reg)
 	const queueSize = 2
 	srv := startServe(t, s.nodeA, s.reg, "--queue-size", fmt.Sprint(queueSize), "--workers", "1")
-	useProxy(s.nodeA, s.reg, p, harness.HostEntry(srv.mirror, "pull", "resolve"))
+	useProxy(s.nodeA, s.reg, p, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 	p.down()
 
 	ref := s.reg.Ref("app@" + s.d1.String())
@@ -306,20 +306,20 @@ func TestServeWhileRegistryDown(t *testing.T) {
 			if i == 0 {
 				kind = "manifests"
 			}
-			resp, err := http.Head(srv.mirror + "/v2/app/" + kind + "/" + d.String() + "?ns=" + s.reg.Addr())
+			resp, err := http.Head(srv.Mirror + "/v2/app/" + kind + "/" + d.String() + "?ns=" + s.reg.Addr())
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("round %d: mirror HEAD %s: %v %v", round, d, resp, err)
 			}
 			resp.Body.Close()
-			maxDepth = max(maxDepth, srv.metric(t, "regmend_heal_queue_depth"))
+			maxDepth = max(maxDepth, srv.Metric(t, "regmend_heal_queue_depth"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	waitFor(t, 30*time.Second, "a heal failed against the unreachable registry", func() bool {
-		return srv.metric(t, "regmend_heals_total", `result="failed"`) >= 1
+		return srv.Metric(t, "regmend_heals_total", `result="failed"`) >= 1
 	})
-	dropped := srv.metric(t, "regmend_heal_queue_dropped_total")
-	failed := srv.metric(t, "regmend_heals_total", `result="failed"`)
+	dropped := srv.Metric(t, "regmend_heal_queue_dropped_total")
+	failed := srv.Metric(t, "regmend_heals_total", `result="failed"`)
 	t.Logf("registry down: %v heal requests dropped, %v heals failed, max queue depth %v", dropped, failed, maxDepth)
 	if dropped == 0 {
 		t.Error("regmend_heal_queue_dropped_total = 0 after a burst while the registry was down")
@@ -330,7 +330,7 @@ func TestServeWhileRegistryDown(t *testing.T) {
 	if failed > 2 {
 		t.Errorf("%v heals ran against the unreachable registry; after the first they must back off", failed)
 	}
-	if strings.Contains(srv.proc.Log(), `"level":"panic"`) || strings.Contains(srv.proc.Log(), "goroutine ") {
+	if strings.Contains(srv.Proc.Log(), `"level":"panic"`) || strings.Contains(srv.Proc.Log(), "goroutine ") {
 		t.Error("regmend serve panicked")
 	}
 
@@ -357,7 +357,7 @@ func TestServeAcrossContainerdRestart(t *testing.T) {
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.nodeA.Stop()
 	start := time.Now()
-	resp, err := http.Head(srv.mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr())
+	resp, err := http.Head(srv.Mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr())
 	if err != nil {
 		t.Fatalf("mirror with containerd down: %v", err)
 	}
@@ -375,7 +375,7 @@ func TestServeAcrossContainerdRestart(t *testing.T) {
 		return ok && d == s.d1
 	})
 	assertHealed(t, s)
-	if srv.proc.Exited() {
+	if srv.Proc.Exited() {
 		t.Fatal("regmend serve exited when containerd restarted")
 	}
 }
@@ -489,12 +489,12 @@ func TestCorruptLocalBlobNeverPushed(t *testing.T) {
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app@"+s.d1.String())) // served; the heal behind it fails
 	waitFor(t, 30*time.Second, "regmend_local_data_loss_total counts the corrupt layer", func() bool {
-		return srv.metric(t, "regmend_local_data_loss_total") >= 1
+		return srv.Metric(t, "regmend_local_data_loss_total") >= 1
 	})
 	if s.reg.BlobExists("app", bad) || s.reg.ManifestExists("app", s.d1) {
 		t.Error("serve pushed the corrupt layer or the manifest above it")
 	}
-	if !strings.Contains(srv.proc.Log(), bad.String()) {
+	if !strings.Contains(srv.Proc.Log(), bad.String()) {
 		t.Error("serve's log does not name the corrupt digest")
 	}
 	assertRegistryIntact(t, s.reg, "app")

@@ -75,22 +75,22 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 	// Every regmend starts at once (a DaemonSet rolled out on a damaged
 	// cluster); then each is waited for.
 	for i, node := range f.nodes {
-		srv := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
+		srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 		args := []string{
 			"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir(),
-			"serve", "--listen", strings.TrimPrefix(srv.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(srv.metrics, "http://"),
+			"serve", "--listen", strings.TrimPrefix(srv.Mirror, "http://"), "--metrics-listen", strings.TrimPrefix(srv.Metrics, "http://"),
 			"--registry", f.reg.Addr(), "--sweep-interval", "0", "--log-level", "debug",
 			"--peer-listen", f.addrs[i], "--peer-token-file", tokenFile,
 		}
 		for _, u := range peerURLs(f.addrs...) {
 			args = append(args, "--peer", u)
 		}
-		srv.proc = harness.StartProc(t, harness.ProcSpec{Name: fmt.Sprintf("regmend-node%d", i), Path: harness.ProductBinary(t, "regmend"), Args: append(args, extra...)})
+		srv.Proc = harness.StartProc(t, harness.ProcSpec{Name: fmt.Sprintf("regmend-node%d", i), Path: harness.ProductBinary(t, "regmend"), Args: append(args, extra...)})
 		f.srvs = append(f.srvs, srv)
 	}
 	for _, srv := range f.srvs {
-		if err := harness.WaitFor(20*time.Second, srv.proc, "regmend /healthz", func() error {
-			resp, err := http.Get(srv.metrics + "/healthz")
+		if err := harness.WaitFor(20*time.Second, srv.Proc, "regmend /healthz", func() error {
+			resp, err := http.Get(srv.Metrics + "/healthz")
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -100,7 +100,7 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 		}
 	}
 	for i, node := range f.nodes {
-		useProxy(node, f.reg, f.proxy, harness.HostEntry(f.srvs[i].mirror, "pull", "resolve"))
+		useProxy(node, f.reg, f.proxy, harness.HostEntry(f.srvs[i].Mirror, "pull", "resolve"))
 	}
 	f.count(nil)
 	return f
@@ -145,9 +145,9 @@ func (f *fleet) settled(t *testing.T, dead map[int]bool) bool {
 		if dead[i] {
 			continue
 		}
-		deferred := srv.metric(t, "regmend_heals_deferred_total")
-		ended := srv.metric(t, "regmend_heals_done_by_peer_total") + srv.metric(t, "regmend_heal_takeovers_total")
-		if deferred != ended || srv.metric(t, "regmend_heal_queue_depth") != 0 {
+		deferred := srv.Metric(t, "regmend_heals_deferred_total")
+		ended := srv.Metric(t, "regmend_heals_done_by_peer_total") + srv.Metric(t, "regmend_heal_takeovers_total")
+		if deferred != ended || srv.Metric(t, "regmend_heal_queue_depth") != 0 {
 			return false
 		}
 	}
@@ -212,11 +212,11 @@ func TestFleetHealsOnce(t *testing.T) {
 	var healers []int
 	var deferred, takeovers float64
 	for i, srv := range f.srvs {
-		if srv.metric(t, "regmend_heals_total", `result="healed"`) > 0 {
+		if srv.Metric(t, "regmend_heals_total", `result="healed"`) > 0 {
 			healers = append(healers, i)
 		}
-		deferred += srv.metric(t, "regmend_heals_deferred_total")
-		takeovers += srv.metric(t, "regmend_heal_takeovers_total")
+		deferred += srv.Metric(t, "regmend_heals_deferred_total")
+		takeovers += srv.Metric(t, "regmend_heal_takeovers_total")
 	}
 	t.Logf("healed by nodes %v (rendezvous owner node%d); deferred %v, takeovers %v", healers, f.owner(f.img.Digest), deferred, takeovers)
 	if len(healers) != 1 || healers[0] != f.owner(f.img.Digest) {
@@ -257,7 +257,7 @@ func TestFleetOwnerKilledMidHeal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no upload started within 30s")
 	}
-	if err := syscall.Kill(f.srvs[owner].proc.Pid(), syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(f.srvs[owner].Proc.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
@@ -273,7 +273,7 @@ func TestFleetOwnerKilledMidHeal(t *testing.T) {
 	var takeovers float64
 	for i, srv := range f.srvs {
 		if i != owner {
-			takeovers += srv.metric(t, "regmend_heal_takeovers_total")
+			takeovers += srv.Metric(t, "regmend_heal_takeovers_total")
 		}
 	}
 	if takeovers < 1 {

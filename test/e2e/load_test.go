@@ -86,7 +86,7 @@ func TestConcurrentPullsThroughMirror(t *testing.T) {
 		}
 		assertRegistryIntact(t, reg, fmt.Sprintf("load%d", i))
 	}
-	if hwm := peakRSS(t, srv.proc.Pid()); hwm > 128<<20 {
+	if hwm := peakRSS(t, srv.Proc.Pid()); hwm > 128<<20 {
 		t.Errorf("regmend serve peak RSS %d MiB, over 128 MiB", hwm>>20)
 	} else {
 		t.Logf("regmend serve peak RSS %d MiB", hwm>>20)

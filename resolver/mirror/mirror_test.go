@@ -1,7 +1,6 @@
-package resolver
+package mirror
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,42 +11,36 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // mirrorFixture serves the fixture's store through a mirror for the
-// fixture's registry, with a running heal queue.
-func mirrorFixture(t *testing.T) (*fixture, *Queue, *httptest.Server) {
+// fixture's registry, with a running heal queue; both report their metrics
+// to the returned registry.
+func mirrorFixture(t *testing.T) (*healtest.Fixture, *heal.Queue, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
-	f := newFixture(t)
-	remote, err := NewRemote(WithHostsDir(f.hostsDir), WithRegistries(f.registry), WithRetry(3, time.Millisecond))
+	f := healtest.New(t)
+	remote := f.Remote(t, registry.WithRegistries(f.Host), registry.WithRetry(3, time.Millisecond))
+	healer, err := heal.NewHealer(f.CS, remote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	healer, err := NewHealer(f.cs, remote)
+	reg := prometheus.NewRegistry()
+	q, err := heal.NewQueue(healer, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQueueMetrics(heal.NewMetrics(reg)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := NewQueue(healer, LocalRoots{Store: f.cs, Blobs: f.cs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runQueue(t, q)
-	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
+	healtest.RunQueue(t, q)
+	srv := httptest.NewServer(New(f.CS, remote, WithHealQueue(q), WithMetrics(NewMetrics(reg))))
 	t.Cleanup(srv.Close)
-	return f, q, srv
-}
-
-// runQueue runs q's workers until the test ends.
-func runQueue(t *testing.T, q *Queue) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "k8s.io"))
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	return f, q, srv, reg
 }
 
 func get(t *testing.T, method, url string, hdr ...string) (*http.Response, []byte) {
@@ -69,11 +62,11 @@ func get(t *testing.T, method, url string, hdr ...string) (*http.Response, []byt
 }
 
 func TestMirrorServesLikeARegistry(t *testing.T) {
-	f, _, srv := mirrorFixture(t)
-	m1 := imagetest.Manifest(t, imagetest.Docker, amd64, 2, 4096)
-	imagetest.Push(t, f.base, "team/app", "v1", m1) // the registry, for comparison
-	imagetest.WriteLocal(t, f.cs, f.registry, "team/app", m1)
-	ns := "?ns=" + f.registry
+	f, _, srv, _ := mirrorFixture(t)
+	m1 := imagetest.Manifest(t, imagetest.Docker, healtest.AMD64, 2, 4096)
+	imagetest.Push(t, f.Base, "team/app", "v1", m1) // the registry, for comparison
+	imagetest.WriteLocal(t, f.CS, f.Host, "team/app", m1)
+	ns := "?ns=" + f.Host
 
 	for _, c := range []struct {
 		name, kind string
@@ -83,7 +76,7 @@ func TestMirrorServesLikeARegistry(t *testing.T) {
 			path := "/v2/team/app/" + c.kind + "/" + c.b.Desc.Digest.String()
 			for _, method := range []string{http.MethodHead, http.MethodGet} {
 				mine, body := get(t, method, srv.URL+path+ns)
-				theirs, _ := get(t, method, f.base+path)
+				theirs, _ := get(t, method, f.Base+path)
 				if mine.StatusCode != 200 {
 					t.Fatalf("%s: status %d", method, mine.StatusCode)
 				}
@@ -121,13 +114,13 @@ func TestMirrorServesLikeARegistry(t *testing.T) {
 }
 
 func TestMirrorRefusals(t *testing.T) {
-	f, q, srv := mirrorFixture(t)
-	m1 := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 64)
-	imagetest.WriteLocal(t, f.cs, f.registry, "app", m1)
-	foreign := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 64)
-	imagetest.WriteLocal(t, f.cs, "elsewhere.example", "app", foreign)
+	f, q, srv, _ := mirrorFixture(t)
+	m1 := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 64)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", m1)
+	foreign := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 64)
+	imagetest.WriteLocal(t, f.CS, "elsewhere.example", "app", foreign)
 	d := m1.Desc.Digest.String()
-	ns := "?ns=" + f.registry
+	ns := "?ns=" + f.Host
 
 	for _, c := range []struct {
 		name, method, path string
@@ -169,15 +162,15 @@ func TestMirrorRefusals(t *testing.T) {
 	if n := q.Len(); n != 0 {
 		t.Errorf("refused requests queued %d heals", n)
 	}
-	if w := f.log.all(); len(w) != 0 {
+	if w := f.Log.All(); len(w) != 0 {
 		t.Errorf("refused requests reached the registry: %v", w)
 	}
 }
 
 func TestMirrorHealsInBackgroundOncePerRoot(t *testing.T) {
-	f, q, srv := mirrorFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	url := srv.URL + "/v2/app/manifests/" + m1.Desc.Digest.String() + "?ns=" + f.registry
+	f, q, srv, reg := mirrorFixture(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	url := srv.URL + "/v2/app/manifests/" + m1.Desc.Digest.String() + "?ns=" + f.Host
 
 	var wg sync.WaitGroup
 	for range 50 {
@@ -189,30 +182,32 @@ func TestMirrorHealsInBackgroundOncePerRoot(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for !imagetest.Has(t, f.base, "app", "manifests", RetentionTag(m1.Desc.Digest)) {
-		if time.Now().After(deadline) {
-			t.Fatal("registry not healed 10s after the mirror served the manifest")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for q.Len() > 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	imagetest.WaitUntil(t, 10*time.Second, "registry healed after the mirror served the manifest", func() bool {
+		return imagetest.Has(t, f.Base, "app", "manifests", heal.RetentionTag(m1.Desc.Digest))
+	})
+	imagetest.WaitUntil(t, 10*time.Second, "heal queue drained", func() bool { return q.Len() == 0 })
 	puts := 0
-	for _, r := range f.log.writes() {
-		if r.method == http.MethodPut && strings.HasSuffix(r.path, "/manifests/"+m1.Desc.Digest.String()) {
+	for _, r := range f.Log.Writes() {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.Path, "/manifests/"+m1.Desc.Digest.String()) {
 			puts++
 		}
 	}
 	if puts != 1 {
 		t.Errorf("manifest PUT %d times for 50 requests, want one heal", puts)
 	}
-	// Requests after the heal are served without asking the registry again.
-	f.log.reset()
-	get(t, http.MethodGet, url)
-	time.Sleep(50 * time.Millisecond)
-	for _, r := range f.log.all() {
+	// A request after the heal is served, and its heal request dropped as
+	// recent rather than queued: the registry is not asked again.
+	f.Log.Reset()
+	if resp, _ := get(t, http.MethodGet, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("request after the heal: status %d", resp.StatusCode)
+	}
+	imagetest.WaitUntil(t, 5*time.Second, "heal request after a recent heal dropped as recent", func() bool {
+		return imagetest.Metric(t, reg, "regmend_heal_queue_dropped_total", "reason", "recent") == 1
+	})
+	if n := q.Len(); n != 0 {
+		t.Errorf("%d heals queued after a recent heal", n)
+	}
+	for _, r := range f.Log.All() {
 		t.Errorf("request after a recent heal reached the registry: %v", r)
 	}
 }
@@ -221,30 +216,26 @@ func TestMirrorHealsInBackgroundOncePerRoot(t *testing.T) {
 // does not compete with the pull it serves; it starts once the repository
 // goes quiet.
 func TestQueueHealsAfterTheRepositoryGoesQuiet(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	remote, _ := NewRemote(WithHostsDir(f.hostsDir), WithRegistries(f.registry))
-	healer, _ := NewHealer(f.cs, remote)
-	q, err := NewQueue(healer, LocalRoots{Store: f.cs, Blobs: f.cs}, WithQuietPeriod(200*time.Millisecond))
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	remote, _ := registry.NewRemote(registry.WithHostsDir(f.HostsDir), registry.WithRegistries(f.Host))
+	healer, _ := heal.NewHealer(f.CS, remote)
+	q, err := heal.NewQueue(healer, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQuietPeriod(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runQueue(t, q)
-	srv := httptest.NewServer(NewMirror(f.cs, remote, WithHealQueue(q)))
+	healtest.RunQueue(t, q)
+	srv := httptest.NewServer(New(f.CS, remote, WithHealQueue(q)))
 	t.Cleanup(srv.Close)
 
-	url := srv.URL + "/v2/app/blobs/" + m1.Layers[0].Desc.Digest.String() + "?ns=" + f.registry
+	url := srv.URL + "/v2/app/blobs/" + m1.Layers[0].Desc.Digest.String() + "?ns=" + f.Host
 	for end := time.Now().Add(600 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		get(t, http.MethodGet, url)
 	}
-	if w := f.log.all(); len(w) != 0 {
+	if w := f.Log.All(); len(w) != 0 {
 		t.Fatalf("the heal reached the registry while the mirror was still busy: %v", w)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !imagetest.Has(t, f.base, "app", "manifests", m1.Desc.Digest.String()) {
-		if time.Now().After(deadline) {
-			t.Fatal("no heal 5s after the repository went quiet")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	imagetest.WaitUntil(t, 5*time.Second, "heal after the repository went quiet", func() bool {
+		return imagetest.Has(t, f.Base, "app", "manifests", m1.Desc.Digest.String())
+	})
 }

@@ -1,4 +1,4 @@
-package resolver
+package heal_test
 
 import (
 	"context"
@@ -10,34 +10,37 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 func TestHealRestoresDanglingChild(t *testing.T) {
-	f := newFixture(t)
-	child := imagetest.Manifest(t, imagetest.OCI, amd64, 2, 512)
-	other := imagetest.Manifest(t, imagetest.OCI, arm64, 2, 512)
+	f := healtest.New(t)
+	child := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 512)
+	other := imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 2, 512)
 	idx := imagetest.Index(t, imagetest.OCI, child, other)
-	imagetest.Push(t, f.base, "app", "v1", idx)
-	imagetest.WriteLocal(t, f.cs, f.registry, "app", idx, other.Desc.Digest) // node holds amd64 only
-	imagetest.Delete(t, f.base, "app", "manifests", child.Desc.Digest)
-	f.log.reset()
+	imagetest.Push(t, f.Base, "app", "v1", idx)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", idx, other.Desc.Digest) // node holds healtest.AMD64 only
+	imagetest.Delete(t, f.Base, "app", "manifests", child.Desc.Digest)
+	f.Log.Reset()
 
-	res, err := f.heal(t, "app", idx)
+	res, err := f.Heal(t, "app", idx)
 	if err != nil {
 		t.Fatalf("heal: %v", err)
 	}
-	if !f.has(t, "app", "manifests", child.Blob) {
+	if !f.Has(t, "app", "manifests", child.Blob) {
 		t.Fatal("child manifest not restored")
 	}
 	var puts []string
-	for _, r := range f.log.writes() {
-		puts = append(puts, r.method+" "+r.path)
+	for _, r := range f.Log.Writes() {
+		puts = append(puts, r.Method+" "+r.Path)
 	}
 	want := "PUT /v2/app/manifests/" + child.Desc.Digest.String()
 	if len(puts) != 1 || puts[0] != want {
 		t.Errorf("writes = %q, want only %q (index and blobs untouched)", puts, want)
 	}
-	if got := imagetest.TagDigest(t, f.base, "app", "v1"); got != idx.Desc.Digest {
+	if got := imagetest.TagDigest(t, f.Base, "app", "v1"); got != idx.Desc.Digest {
 		t.Errorf("tag v1 = %s, want the index %s", got, idx.Desc.Digest)
 	}
 	if res.Pushed != 1 || res.RootWasMissing || len(res.RetentionTags) != 0 {
@@ -45,31 +48,13 @@ func TestHealRestoresDanglingChild(t *testing.T) {
 	}
 }
 
-// orphan reproduces the field failure in the registry: app:v1 was a single
-// manifest the node pulled, the tag moved to an index, and GC reaped the
-// manifest and its blobs.
-func orphan(t *testing.T, f *fixture, format imagetest.Format) (m1, idx *imagetest.Object) {
-	t.Helper()
-	m1 = imagetest.Manifest(t, format, amd64, 3, 1024)
-	imagetest.Push(t, f.base, "app", "v1", m1)
-	imagetest.WriteLocal(t, f.cs, f.registry, "app", m1)
-	idx = imagetest.Index(t, format, imagetest.Manifest(t, format, amd64, 1, 64), imagetest.Manifest(t, format, arm64, 1, 64))
-	imagetest.Push(t, f.base, "app", "v1", idx)
-	imagetest.Delete(t, f.base, "app", "manifests", m1.Desc.Digest)
-	for _, b := range append(m1.Layers, *m1.Config) {
-		imagetest.Delete(t, f.base, "app", "blobs", b.Desc.Digest)
-	}
-	f.log.reset()
-	return m1, idx
-}
-
 func TestHealOrphanBindsRetentionTag(t *testing.T) {
 	for _, format := range []imagetest.Format{imagetest.OCI, imagetest.Docker} {
 		t.Run([]string{"oci", "docker"}[format], func(t *testing.T) {
-			f := newFixture(t)
-			m1, idx := orphan(t, f, format)
+			f := healtest.New(t)
+			m1, idx := f.Orphan(t, format)
 
-			res, err := f.heal(t, "app", m1)
+			res, err := f.Heal(t, "app", m1)
 			if err != nil {
 				t.Fatalf("heal: %v", err)
 			}
@@ -78,18 +63,18 @@ func TestHealOrphanBindsRetentionTag(t *testing.T) {
 				if b.Desc.Digest == m1.Desc.Digest {
 					kind = "manifests"
 				}
-				if !f.has(t, "app", kind, b) {
+				if !f.Has(t, "app", kind, b) {
 					t.Errorf("%s %s not restored", kind, b.Desc.Digest)
 				}
 			}
-			tag := RetentionTag(m1.Desc.Digest)
-			if got := imagetest.TagDigest(t, f.base, "app", tag); got != m1.Desc.Digest {
+			tag := heal.RetentionTag(m1.Desc.Digest)
+			if got := imagetest.TagDigest(t, f.Base, "app", tag); got != m1.Desc.Digest {
 				t.Errorf("retention tag %s = %q, want %s", tag, got, m1.Desc.Digest)
 			}
-			if got := imagetest.TagDigest(t, f.base, "app", "v1"); got != idx.Desc.Digest {
+			if got := imagetest.TagDigest(t, f.Base, "app", "v1"); got != idx.Desc.Digest {
 				t.Errorf("tag v1 moved to %s, want it still on the index %s", got, idx.Desc.Digest)
 			}
-			body, err := imagetest.Get(t, f.base, "app", "manifests", m1.Desc.Digest.String())
+			body, err := imagetest.Get(t, f.Base, "app", "manifests", m1.Desc.Digest.String())
 			if err != nil || string(body) != string(m1.Data) {
 				t.Errorf("restored manifest bytes differ from the local ones (err %v)", err)
 			}
@@ -104,21 +89,21 @@ func TestHealOrphanBindsRetentionTag(t *testing.T) {
 }
 
 func TestHealLeavesFirst(t *testing.T) {
-	f := newFixture(t)
-	a := imagetest.Manifest(t, imagetest.OCI, amd64, 2, 256)
-	b := imagetest.Manifest(t, imagetest.OCI, arm64, 2, 256)
+	f := healtest.New(t)
+	a := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 256)
+	b := imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 2, 256)
 	inner := imagetest.Index(t, imagetest.OCI, a, b)
 	outer := imagetest.Index(t, imagetest.OCI, inner, imagetest.Manifest(t, imagetest.OCI, imagetest.Platform("linux", "s390x"), 1, 128))
-	imagetest.WriteLocal(t, f.cs, f.registry, "nested", outer)
+	imagetest.WriteLocal(t, f.CS, f.Host, "nested", outer)
 
-	if _, err := f.heal(t, "nested", outer); err != nil {
+	if _, err := f.Heal(t, "nested", outer); err != nil {
 		t.Fatalf("heal: %v", err)
 	}
 	// Position of each digest's successful write in the registry's log.
 	at := map[string]int{}
-	for i, r := range f.log.all() {
-		if r.status == http.StatusCreated {
-			at[r.path[strings.LastIndex(r.path, "/")+1:]] = i
+	for i, r := range f.Log.All() {
+		if r.Status == http.StatusCreated {
+			at[r.Path[strings.LastIndex(r.Path, "/")+1:]] = i
 		}
 	}
 	var check func(o *imagetest.Object)
@@ -136,70 +121,70 @@ func TestHealLeavesFirst(t *testing.T) {
 		if len(o.Layers) > 0 {
 			// Blob uploads end in a PUT to the upload location, not to the
 			// digest, so count manifest PUTs after all blob PUTs instead.
-			for _, r := range f.log.all()[pos:] {
-				if r.method == http.MethodPut && strings.Contains(r.path, "/blobs/uploads/") {
+			for _, r := range f.Log.All()[pos:] {
+				if r.Method == http.MethodPut && strings.Contains(r.Path, "/blobs/uploads/") {
 					t.Errorf("manifest %s written before a blob upload finished", o.Desc.Digest)
 				}
 			}
 		}
 	}
 	check(outer)
-	if got := imagetest.TagDigest(t, f.base, "nested", RetentionTag(outer.Desc.Digest)); got != outer.Desc.Digest {
+	if got := imagetest.TagDigest(t, f.Base, "nested", heal.RetentionTag(outer.Desc.Digest)); got != outer.Desc.Digest {
 		t.Errorf("orphan root not tagged: %q", got)
 	}
 }
 
 func TestHealNodeWithOnePlatform(t *testing.T) {
-	f := newFixture(t)
-	mine := imagetest.Manifest(t, imagetest.OCI, amd64, 2, 256)
-	theirs := imagetest.Manifest(t, imagetest.OCI, arm64, 2, 256)
+	f := healtest.New(t)
+	mine := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 256)
+	theirs := imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 2, 256)
 	idx := imagetest.Index(t, imagetest.OCI, mine, theirs)
-	imagetest.WriteLocal(t, f.cs, f.registry, "app", idx, theirs.Desc.Digest)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", idx, theirs.Desc.Digest)
 
-	res, err := f.heal(t, "app", idx)
+	res, err := f.Heal(t, "app", idx)
 	if !errdefs.IsNotFound(err) {
 		t.Fatalf("heal err = %v, want a not-found partial heal", err)
 	}
 	if res == nil {
 		t.Fatal("a partial heal must still return its result")
 	}
-	if !f.has(t, "app", "manifests", mine.Blob) {
+	if !f.Has(t, "app", "manifests", mine.Blob) {
 		t.Error("the platform this node holds was not restored")
 	}
-	if f.has(t, "app", "manifests", idx.Blob) {
+	if f.Has(t, "app", "manifests", idx.Blob) {
 		t.Error("the index was pushed although a child is absent everywhere")
 	}
 	unhealable := map[string]bool{}
 	for _, n := range res.Nodes {
-		if n.Status == StatusUnhealable {
+		if n.Status == heal.StatusUnhealable {
 			unhealable[n.Digest.String()] = true
 		}
 	}
 	if !unhealable[theirs.Desc.Digest.String()] || !unhealable[idx.Desc.Digest.String()] || len(unhealable) != 2 {
-		t.Errorf("unhealable = %v, want exactly the arm64 child and the index", unhealable)
+		t.Errorf("unhealable = %v, want exactly the healtest.ARM64 child and the index", unhealable)
 	}
 	// The index is gone, so the restored child needs its own tag to survive GC.
-	if got := imagetest.TagDigest(t, f.base, "app", RetentionTag(mine.Desc.Digest)); got != mine.Desc.Digest {
+	if got := imagetest.TagDigest(t, f.Base, "app", heal.RetentionTag(mine.Desc.Digest)); got != mine.Desc.Digest {
 		t.Errorf("restored child has no retention tag: %q", got)
 	}
 }
 
 func TestHealHealthyRegistryWritesNothing(t *testing.T) {
-	f := newFixture(t)
-	idx := imagetest.Index(t, imagetest.OCI, imagetest.Manifest(t, imagetest.OCI, amd64, 3, 128), imagetest.Manifest(t, imagetest.OCI, arm64, 3, 128))
-	imagetest.Push(t, f.base, "app", "v1", idx)
-	imagetest.WriteLocal(t, f.cs, f.registry, "app", idx)
-	f.log.reset()
+	f := healtest.New(t)
+	idx := imagetest.Index(t, imagetest.OCI, imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 3, 128), imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 3, 128))
+	imagetest.Push(t, f.Base, "app", "v1", idx)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", idx)
+	f.Log.Reset()
 
-	res, err := f.heal(t, "app", idx)
+	res, err := f.Heal(t, "app", idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := f.log.writes(); len(w) != 0 {
+	if w := f.Log.Writes(); len(w) != 0 {
 		t.Errorf("healthy registry got writes: %v", w)
 	}
 	// One HEAD per manifest; blobs of held manifests are not asked.
-	if n := len(f.log.all()); n != 3 {
+	if n := len(f.Log.All()); n != 3 {
 		t.Errorf("healthy heal cost %d requests, want 3 (one HEAD per manifest)", n)
 	}
 	if res.Pushed != 0 || res.Unhealable != 0 {
@@ -208,44 +193,44 @@ func TestHealHealthyRegistryWritesNothing(t *testing.T) {
 }
 
 func TestHealNeverPushesCorruptBlob(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
 	bad := m1.Layers[1].Desc.Digest
-	imagetest.Corrupt(t, f.csRoot, bad)
+	imagetest.Corrupt(t, f.CSRoot, bad)
 
-	_, err := f.heal(t, "app", m1)
+	_, err := f.Heal(t, "app", m1)
 	if !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), bad.String()) {
 		t.Fatalf("heal err = %v, want data loss naming %s", err, bad)
 	}
-	if f.has(t, "app", "blobs", m1.Layers[1]) {
+	if f.Has(t, "app", "blobs", m1.Layers[1]) {
 		t.Error("corrupt blob was committed to the registry")
 	}
-	if f.has(t, "app", "manifests", m1.Blob) {
+	if f.Has(t, "app", "manifests", m1.Blob) {
 		t.Error("manifest above a corrupt blob was pushed")
 	}
 }
 
 func TestHealRefusesToMoveRetentionTag(t *testing.T) {
-	f := newFixture(t)
-	m1, idx := orphan(t, f, imagetest.OCI)
-	tag := RetentionTag(m1.Desc.Digest)
-	imagetest.PutManifest(t, f.base, "app", tag, idx.Blob) // someone else's tag
+	f := healtest.New(t)
+	m1, idx := f.Orphan(t, imagetest.OCI)
+	tag := heal.RetentionTag(m1.Desc.Digest)
+	imagetest.PutManifest(t, f.Base, "app", tag, idx.Blob) // someone else's tag
 
-	_, err := f.heal(t, "app", m1)
+	_, err := f.Heal(t, "app", m1)
 	if !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("heal err = %v, want failed precondition", err)
 	}
-	if got := imagetest.TagDigest(t, f.base, "app", tag); got != idx.Desc.Digest {
+	if got := imagetest.TagDigest(t, f.Base, "app", tag); got != idx.Desc.Digest {
 		t.Errorf("tag %s moved to %s", tag, got)
 	}
 }
 
 func TestHealConcurrentCallersShareOneRun(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
 	release := make(chan struct{})
 	var once sync.Once
-	f.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		once.Do(func() { <-release }) // hold the first request until all callers wait
 		return false
 	})
@@ -253,7 +238,7 @@ func TestHealConcurrentCallersShareOneRun(t *testing.T) {
 	errs := make(chan error, 20)
 	for range 20 {
 		wg.Go(func() {
-			_, err := f.heal(t, "app", m1)
+			_, err := f.Heal(t, "app", m1)
 			errs <- err
 		})
 	}
@@ -266,8 +251,8 @@ func TestHealConcurrentCallersShareOneRun(t *testing.T) {
 		}
 	}
 	puts := 0
-	for _, r := range f.log.writes() {
-		if r.method == http.MethodPut && strings.HasSuffix(r.path, m1.Desc.Digest.String()) {
+	for _, r := range f.Log.Writes() {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.Path, m1.Desc.Digest.String()) {
 			puts++
 		}
 	}
@@ -277,11 +262,11 @@ func TestHealConcurrentCallersShareOneRun(t *testing.T) {
 }
 
 func TestHealRetriesTransientFailures(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
 	var mu sync.Mutex
 	failed := map[string]int{}
-	f.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		key := r.Method + " " + r.URL.Path
@@ -300,52 +285,52 @@ func TestHealRetriesTransientFailures(t *testing.T) {
 		}
 		return true
 	})
-	res, err := f.heal(t, "app", m1)
+	res, err := f.Heal(t, "app", m1)
 	if err != nil {
 		t.Fatalf("heal under 429/503: %v", err)
 	}
-	if !f.has(t, "app", "manifests", m1.Blob) || res.Pushed != 5 {
+	if !f.Has(t, "app", "manifests", m1.Blob) || res.Pushed != 5 {
 		t.Errorf("heal incomplete under transient faults: %+v", res)
 	}
 }
 
 func TestPlanWritesNothing(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	plan, err := f.healer.Plan(context.Background(), Target{Registry: f.registry, Repository: "app", Root: m1.Root()})
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	plan, err := f.Healer.Plan(context.Background(), heal.Target{Registry: f.Host, Repository: "app", Root: m1.Root()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := len(plan.ToPush()); got != 5 {
 		t.Errorf("plan pushes %d nodes, want 5", got)
 	}
-	if w := f.log.writes(); len(w) != 0 {
+	if w := f.Log.Writes(); len(w) != 0 {
 		t.Errorf("plan wrote to the registry: %v", w)
 	}
 }
 
 func TestHealRefusesRegistryOutsideAllowList(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	remote, err := NewRemote(WithHostsDir(f.hostsDir), WithRegistries("edge.example:5000"))
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	remote, err := registry.NewRemote(registry.WithHostsDir(f.HostsDir), registry.WithRegistries("edge.example:5000"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := NewHealer(f.cs, remote)
-	_, err = h.Heal(context.Background(), Target{Registry: f.registry, Repository: "app", Root: m1.Root()})
+	h, _ := heal.NewHealer(f.CS, remote)
+	_, err = h.Heal(context.Background(), heal.Target{Registry: f.Host, Repository: "app", Root: m1.Root()})
 	if !errdefs.IsPermissionDenied(err) {
 		t.Fatalf("err = %v, want permission denied", err)
 	}
-	if n := len(f.log.all()); n != 0 {
+	if n := len(f.Log.All()); n != 0 {
 		t.Errorf("%d requests sent to a registry outside the allow-list", n)
 	}
 }
 
 func TestHealReportsProgress(t *testing.T) {
-	var got []Progress
-	f := newFixture(t, WithPushProgress(func(p Progress) { got = append(got, p) }))
-	m1, _ := orphan(t, f, imagetest.OCI)
-	if _, err := f.heal(t, "app", m1); err != nil {
+	var got []heal.Progress
+	f := healtest.New(t, heal.WithPushProgress(func(p heal.Progress) { got = append(got, p) }))
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	if _, err := f.Heal(t, "app", m1); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 5 {

@@ -1,4 +1,4 @@
-package resolver
+package mirror
 
 import (
 	"fmt"
@@ -15,6 +15,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
 )
 
 // TestMirrorUnderLoad: 100 concurrent pulls through the mirror, hits
@@ -26,7 +28,7 @@ func TestMirrorUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	f, q, srv := mirrorFixture(t)
+	f, q, srv, _ := mirrorFixture(t)
 	const (
 		images   = 5
 		layers   = 3
@@ -35,8 +37,8 @@ func TestMirrorUnderLoad(t *testing.T) {
 	)
 	var roots []*imagetest.Object
 	for i := range images {
-		m := imagetest.Manifest(t, imagetest.OCI, amd64, layers, size)
-		imagetest.WriteLocal(t, f.cs, f.registry, fmt.Sprintf("load%d", i), m)
+		m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, layers, size)
+		imagetest.WriteLocal(t, f.CS, f.Host, fmt.Sprintf("load%d", i), m)
 		roots = append(roots, m)
 	}
 	var (
@@ -44,10 +46,10 @@ func TestMirrorUnderLoad(t *testing.T) {
 		uploads = map[string]int{}
 		puts    = map[string]int{}
 	)
-	f.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if d := uploadDigest(r); d != "" {
+		if d := imagetest.UploadDigest(r); d != "" {
 			uploads[d]++
 		}
 		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
@@ -107,7 +109,7 @@ func TestMirrorUnderLoad(t *testing.T) {
 	for _, p := range pulls {
 		wg.Go(func() {
 			<-start
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+p.path+"?ns="+f.registry, nil)
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+p.path+"?ns="+f.Host, nil)
 			if p.rng != "" {
 				req.Header.Set("Range", p.rng)
 			}
@@ -142,9 +144,9 @@ func TestMirrorUnderLoad(t *testing.T) {
 		t.Errorf("heap in use grew by %d MiB under %d concurrent pulls, over %d MiB", growth>>20, requests, limit>>20)
 	}
 
-	waitUntil(t, 30*time.Second, "every image healed", func() bool {
+	imagetest.WaitUntil(t, 30*time.Second, "every image healed", func() bool {
 		for i, m := range roots {
-			if !imagetest.Has(t, f.base, fmt.Sprintf("load%d", i), "manifests", RetentionTag(m.Desc.Digest)) {
+			if !imagetest.Has(t, f.Base, fmt.Sprintf("load%d", i), "manifests", heal.RetentionTag(m.Desc.Digest)) {
 				return false
 			}
 		}

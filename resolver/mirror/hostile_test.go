@@ -1,25 +1,19 @@
-package resolver
+package mirror
 
 import (
 	"bytes"
-	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
-	"github.com/sirupsen/logrus"
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
 )
 
 // TestMirrorServesOnlyTheRepositoryContentCameFrom: content pulled from
@@ -28,10 +22,10 @@ import (
 // regmend from a repository the registry would refuse them, and the heal
 // would copy it into that repository.
 func TestMirrorServesOnlyTheRepositoryContentCameFrom(t *testing.T) {
-	f, q, srv := mirrorFixture(t)
-	secret := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 64)
-	imagetest.WriteLocal(t, f.cs, f.registry, "secret", secret)
-	ns := "?ns=" + f.registry
+	f, q, srv, _ := mirrorFixture(t)
+	secret := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 64)
+	imagetest.WriteLocal(t, f.CS, f.Host, "secret", secret)
+	ns := "?ns=" + f.Host
 	for _, b := range []imagetest.Blob{secret.Blob, secret.Layers[0], *secret.Config} {
 		kind := "blobs"
 		if b.Desc.Digest == secret.Desc.Digest {
@@ -50,9 +44,9 @@ func TestMirrorServesOnlyTheRepositoryContentCameFrom(t *testing.T) {
 	if resp, _ := get(t, http.MethodGet, srv.URL+"/v2/secret/manifests/"+secret.Desc.Digest.String()+ns); resp.StatusCode != 200 {
 		t.Errorf("the repository it came from: %d, want 200", resp.StatusCode)
 	}
-	waitUntil(t, 10*time.Second, "heal of secret done", func() bool { return q.Len() == 0 })
-	for _, r := range f.log.all() {
-		if strings.HasPrefix(r.path, "/v2/public/") {
+	imagetest.WaitUntil(t, 10*time.Second, "heal of secret done", func() bool { return q.Len() == 0 })
+	for _, r := range f.Log.All() {
+		if strings.HasPrefix(r.Path, "/v2/public/") {
 			t.Errorf("request to the registry for public: %v", r)
 		}
 	}
@@ -60,14 +54,14 @@ func TestMirrorServesOnlyTheRepositoryContentCameFrom(t *testing.T) {
 
 // unreadable writes local documents no heal may push and no mirror may
 // serve, each pulled from edge/app.
-func unreadable(t *testing.T, f *fixture) map[string]*imagetest.Object {
+func unreadable(t *testing.T, f *healtest.Fixture) map[string]*imagetest.Object {
 	t.Helper()
 	docs := map[string]*imagetest.Object{}
 	docs["malformed json"] = &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.manifest.v1+json", []byte(`{"schemaVersion":2,"config":{"digest":`))}
 	docs["over MaxManifestSize"] = &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.index.v1+json", hugeIndex())}
 	docs["schema 1"] = &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.manifest.v1+json", []byte(`{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:`+strings.Repeat("0", 64)+`"}]}`))}
 	docs["layer claiming to be a manifest"] = &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.manifest.v1+json", []byte("\x1f\x8b\x08\x00 not json at all"))}
-	deep := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 16)
+	deep := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 16)
 	for range content.MaxDepth + 4 {
 		deep = imagetest.Index(t, imagetest.OCI, deep)
 	}
@@ -83,7 +77,7 @@ func unreadable(t *testing.T, f *fixture) map[string]*imagetest.Object {
 	b.WriteString(`]}`)
 	docs["wider than MaxNodes"] = &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.index.v1+json", []byte(b.String()))}
 	for _, o := range docs {
-		imagetest.WriteLocal(t, f.cs, f.registry, "app", o)
+		imagetest.WriteLocal(t, f.CS, f.Host, "app", o)
 	}
 	return docs
 }
@@ -93,12 +87,12 @@ func unreadable(t *testing.T, f *fixture) map[string]*imagetest.Object {
 // and the mirror answers 404 for them (never 5xx): a node's bad content
 // cannot break a pull or reach the registry.
 func TestHostileLocalDocuments(t *testing.T) {
-	f, _, srv := mirrorFixture(t)
+	f, _, srv, _ := mirrorFixture(t)
 	docs := unreadable(t, f)
 	for name, o := range docs {
 		t.Run(name, func(t *testing.T) {
-			f.log.reset()
-			resp, _ := get(t, http.MethodGet, srv.URL+"/v2/app/manifests/"+o.Desc.Digest.String()+"?ns="+f.registry)
+			f.Log.Reset()
+			resp, _ := get(t, http.MethodGet, srv.URL+"/v2/app/manifests/"+o.Desc.Digest.String()+"?ns="+f.Host)
 			if name == "nested past MaxDepth" || name == "wider than MaxNodes" {
 				// The document itself is well-formed: serving it is right;
 				// only the heal must stop at the limit.
@@ -108,106 +102,24 @@ func TestHostileLocalDocuments(t *testing.T) {
 			} else if resp.StatusCode != http.StatusNotFound {
 				t.Errorf("mirror answered %d, want 404", resp.StatusCode)
 			}
-			res, err := f.heal(t, "app", o)
+			res, err := f.Heal(t, "app", o)
 			switch {
 			case err == nil:
 				t.Fatalf("heal of %s succeeded: %+v", name, res)
 			case errdefs.IsNotFound(err) && res != nil:
-				if res.Nodes[len(res.Nodes)-1].Status != StatusUnhealable || res.Nodes[len(res.Nodes)-1].Reason == "" {
+				if res.Nodes[len(res.Nodes)-1].Status != heal.StatusUnhealable || res.Nodes[len(res.Nodes)-1].Reason == "" {
 					t.Errorf("root %+v, want unhealable with a reason", res.Nodes[len(res.Nodes)-1])
 				}
 			case errdefs.IsInvalidArgument(err):
 			default:
 				t.Errorf("heal err = %v, want a partial heal or invalid argument", err)
 			}
-			if w := f.log.writes(); len(w) != 0 {
+			if w := f.Log.Writes(); len(w) != 0 {
 				t.Errorf("heal wrote to the registry: %v", w)
 			}
-			if f.has(t, "app", "manifests", o.Blob) {
+			if f.Has(t, "app", "manifests", o.Blob) {
 				t.Error("the registry holds the hostile document")
 			}
 		})
 	}
-}
-
-// TestCredentialsNeverLogged: with credentials from a docker config.json,
-// neither the password nor its base64 form appears in an error or in
-// debug logs, whether the registry accepts them or not.
-func TestCredentialsNeverLogged(t *testing.T) {
-	const user, right, wrong = "regmend", "s3cret-Passw0rd!", "wr0ng-Passw0rd?"
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	f.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if u, p, ok := r.BasicAuth(); ok && u == user && p == right {
-			return false
-		}
-		w.Header().Set("WWW-Authenticate", `Basic realm="regmend-test"`)
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-		return true
-	})
-	var logs syncBuffer
-	prevOut, prevLevel := logrus.StandardLogger().Out, logrus.GetLevel()
-	logrus.SetOutput(&logs)
-	log.SetLevel("trace")
-	t.Cleanup(func() { logrus.SetOutput(prevOut); logrus.SetLevel(prevLevel) })
-
-	var secrets []string
-	for _, pw := range []string{wrong, right} {
-		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))
-		secrets = append(secrets, pw, auth, base64.StdEncoding.EncodeToString([]byte(pw)))
-		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{f.registry: map[string]string{"auth": auth}}})
-		path := filepath.Join(t.TempDir(), "config.json")
-		if err := os.WriteFile(path, cfg, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		remote, err := NewRemote(WithHostsDir(f.hostsDir), WithAuthFile(path), WithRetry(2, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, _ := NewHealer(f.cs, remote)
-		ctx := log.WithLogger(context.Background(), log.G(context.Background()))
-		_, err = h.Heal(ctx, Target{Registry: f.registry, Repository: "app", Root: m1.Root()})
-		if pw == wrong && !errdefs.IsUnauthorized(err) && (err == nil || !strings.Contains(err.Error(), "401")) {
-			t.Errorf("heal with a wrong password: err = %v, want unauthenticated", err)
-		}
-		if pw == right && err != nil {
-			t.Fatalf("heal with the right password: %v", err)
-		}
-		for _, s := range secrets {
-			if err != nil && strings.Contains(err.Error(), s) {
-				t.Errorf("error contains a secret: %v", err)
-			}
-		}
-	}
-	f.setFault(nil)
-	if !f.has(t, "app", "manifests", m1.Blob) {
-		t.Error("heal with the right password did not push")
-	}
-	out := logs.String()
-	if len(out) == 0 {
-		t.Fatal("no debug log captured")
-	}
-	for _, s := range secrets {
-		if strings.Contains(out, s) {
-			t.Errorf("debug log contains the secret %q", s)
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,4 +1,4 @@
-package resolver
+package mirror
 
 import (
 	"context"
@@ -12,7 +12,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regmend/regmend/imageref"
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // FuzzParseMirrorRequest: any path and query either parse into a valid
@@ -35,7 +39,7 @@ func FuzzParseMirrorRequest(f *testing.F) {
 		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path, RawQuery: query}}
 		req, status, code, msg := parseMirrorRequest(r)
 		if status == 0 {
-			if err := ValidateRepository(req.repo); err != nil {
+			if err := imageref.ValidateRepository(req.repo); err != nil {
 				t.Errorf("accepted invalid repository %q", req.repo)
 			}
 			if err := req.digest.Validate(); err != nil {
@@ -44,7 +48,7 @@ func FuzzParseMirrorRequest(f *testing.F) {
 			if req.kind != "manifests" && req.kind != "blobs" {
 				t.Errorf("accepted kind %q", req.kind)
 			}
-			if req.registry != "" && ValidateRegistry(req.registry) != nil {
+			if req.registry != "" && imageref.ValidateRegistry(req.registry) != nil {
 				t.Errorf("accepted invalid ns %q", req.registry)
 			}
 			if strings.Contains(req.repo, "..") {
@@ -66,18 +70,18 @@ func FuzzParseMirrorRequest(f *testing.F) {
 // MaxManifestSize, with a heal queue that is never run.
 func mirrorForFuzz(f *testing.F) (*Mirror, map[string][]byte) {
 	cs, _ := imagetest.LocalStore(f)
-	m := imagetest.Manifest(f, imagetest.OCI, amd64, 2, 2048)
+	m := imagetest.Manifest(f, imagetest.OCI, healtest.AMD64, 2, 2048)
 	idx := imagetest.Index(f, imagetest.Docker, m)
 	imagetest.WriteLocal(f, cs, "edge:5000", "app", idx)
 	bad := &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.manifest.v1+json", []byte(`{"config": not json`))}
 	imagetest.WriteLocal(f, cs, "edge:5000", "app", bad)
 	huge := &imagetest.Object{Blob: imagetest.NewBlob("application/vnd.oci.image.index.v1+json", hugeIndex())}
 	imagetest.WriteLocal(f, cs, "edge:5000", "app", huge)
-	remote, err := NewRemote(WithHostsDir(f.TempDir()), WithRegistries("edge:5000"))
+	remote, err := registry.NewRemote(registry.WithHostsDir(f.TempDir()), registry.WithRegistries("edge:5000"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	q, err := NewQueue(nil, nil, WithQueueSize(4))
+	q, err := heal.NewQueue(nil, nil, heal.WithQueueSize(4))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -85,7 +89,7 @@ func mirrorForFuzz(f *testing.F) (*Mirror, map[string][]byte) {
 	for _, b := range append(idx.Blobs(), bad.Blob, huge.Blob) {
 		known[b.Desc.Digest.String()] = b.Data
 	}
-	return NewMirror(cs, remote, WithHealQueue(q), WithMirrorMetrics(NewMetrics(nil))), known
+	return New(cs, remote, WithHealQueue(q), WithMetrics(NewMetrics(nil))), known
 }
 
 // hugeIndex is a well-formed index just over MaxManifestSize.

@@ -1,4 +1,4 @@
-package resolver
+package mirror
 
 import (
 	"context"
@@ -12,7 +12,11 @@ import (
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 
+	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // readOnly exposes only the reading half of a content store: regmend's
@@ -56,42 +60,42 @@ func snapshot(t *testing.T, cs ctrcontent.Store) string {
 // background queue, all over read-only access to the content store, leave
 // every blob, label and modification time as they were.
 func TestNeverWritesLocalContent(t *testing.T) {
-	f := newFixture(t)
-	m1, _ := orphan(t, f, imagetest.OCI)
-	child := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 64)
-	idx := imagetest.Index(t, imagetest.OCI, child, imagetest.Manifest(t, imagetest.OCI, arm64, 1, 64))
-	imagetest.WriteLocal(t, f.cs, f.registry, "multi", idx, idx.Children[1].Desc.Digest)
-	before := snapshot(t, f.cs)
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	child := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 64)
+	idx := imagetest.Index(t, imagetest.OCI, child, imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 1, 64))
+	imagetest.WriteLocal(t, f.CS, f.Host, "multi", idx, idx.Children[1].Desc.Digest)
+	before := snapshot(t, f.CS)
 
-	ro := readOnly{f.cs, f.cs}
-	remote, _ := NewRemote(WithHostsDir(f.hostsDir), WithRegistries(f.registry), WithRetry(2, time.Millisecond))
-	healer, err := NewHealer(ro, remote)
+	ro := readOnly{f.CS, f.CS}
+	remote, _ := registry.NewRemote(registry.WithHostsDir(f.HostsDir), registry.WithRegistries(f.Host), registry.WithRetry(2, time.Millisecond))
+	healer, err := heal.NewHealer(ro, remote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := healer.Plan(context.Background(), Target{Registry: f.registry, Repository: "app", Root: m1.Root()}); err != nil {
+	if _, err := healer.Plan(context.Background(), heal.Target{Registry: f.Host, Repository: "app", Root: m1.Root()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := healer.Heal(context.Background(), Target{Registry: f.registry, Repository: "app", Root: m1.Root()}); err != nil {
+	if _, err := healer.Heal(context.Background(), heal.Target{Registry: f.Host, Repository: "app", Root: m1.Root()}); err != nil {
 		t.Fatal(err)
 	}
-	q, _ := NewQueue(healer, LocalRoots{Store: ro, Blobs: walkOnly{f.cs}}, WithQuietPeriod(time.Millisecond))
-	runQueue(t, q)
-	srv := httptest.NewServer(NewMirror(ro, remote, WithHealQueue(q)))
+	q, _ := heal.NewQueue(healer, content.Local{Store: ro, Blobs: walkOnly{f.CS}}, heal.WithQuietPeriod(time.Millisecond))
+	healtest.RunQueue(t, q)
+	srv := httptest.NewServer(New(ro, remote, WithHealQueue(q)))
 	defer srv.Close()
 	for _, b := range []imagetest.Blob{child.Blob, child.Layers[0], idx.Blob} {
 		kind := "blobs"
 		if b.Desc.MediaType == child.Desc.MediaType || b.Desc.MediaType == idx.Desc.MediaType {
 			kind = "manifests"
 		}
-		if resp, _ := get(t, http.MethodGet, srv.URL+"/v2/multi/"+kind+"/"+b.Desc.Digest.String()+"?ns="+f.registry); resp.StatusCode != 200 {
+		if resp, _ := get(t, http.MethodGet, srv.URL+"/v2/multi/"+kind+"/"+b.Desc.Digest.String()+"?ns="+f.Host); resp.StatusCode != 200 {
 			t.Fatalf("mirror %s: %d", b.Desc.Digest, resp.StatusCode)
 		}
 	}
-	waitUntil(t, 10*time.Second, "background heal of the index", func() bool {
-		return q.Len() == 0 && imagetest.Has(t, f.base, "multi", "manifests", child.Desc.Digest.String())
+	imagetest.WaitUntil(t, 10*time.Second, "background heal of the index", func() bool {
+		return q.Len() == 0 && imagetest.Has(t, f.Base, "multi", "manifests", child.Desc.Digest.String())
 	})
-	if after := snapshot(t, f.cs); after != before {
+	if after := snapshot(t, f.CS); after != before {
 		t.Errorf("the local content store changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
