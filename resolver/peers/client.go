@@ -33,6 +33,7 @@ type Client struct {
 	metrics   *Metrics
 	mu        sync.Mutex
 	downUntil map[string]time.Time
+	hints     map[string]Peer // registry/repo → the peer that last served it
 }
 
 // ClientOption configures a Client.
@@ -90,7 +91,7 @@ func NewClient(members *Membership, token secret.Source, opts ...ClientOption) (
 	c := &Client{
 		members: members, token: token, timeout: DefaultTimeout, idle: DefaultIdleTimeout, downFor: defaultDownFor,
 		http:      &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		downUntil: map[string]time.Time{},
+		downUntil: map[string]time.Time{}, hints: map[string]Peer{},
 	}
 	for _, o := range opts {
 		if err := o(c); err != nil {

@@ -37,12 +37,15 @@ const attempts = 3
 // in time: the mirror then answers 404.
 func (c *Client) ServeFallback(w http.ResponseWriter, r *http.Request, ref mirror.Ref) bool {
 	ctx := log.WithLogger(r.Context(), log.G(r.Context()).WithField("digest", ref.Digest).WithField("repo", ref.Repository))
-	for range attempts {
-		hs := c.find(ctx, ref, false, true)
-		if len(hs) == 0 {
-			return false
+	for i := range attempts {
+		h, hinted := c.hinted(ctx, r, ref, i == 0)
+		if !hinted {
+			hs := c.find(ctx, ref, false, true)
+			if len(hs) == 0 {
+				return false
+			}
+			h = hs[0]
 		}
-		h := hs[0]
 		var err error
 		switch {
 		case ref.Kind == "manifests":
@@ -54,12 +57,53 @@ func (c *Client) ServeFallback(w http.ResponseWriter, r *http.Request, ref mirro
 			err = c.serveBlob(ctx, w, r, ref, h) // panics once headers are out
 		}
 		if err == nil {
+			c.remember(ref, h.peer)
 			return true
+		}
+		if hinted && errdefs.IsNotFound(err) {
+			continue // the hint was wrong: look the digest up
 		}
 		log.G(ctx).WithError(err).WithField("peer", h.peer.ID).Warn("peer could not serve; trying another")
 		c.markDown(h.peer)
 	}
 	return false
+}
+
+// hinted returns, on the first attempt, the peer that last served this
+// repository, when it is not marked down: a pull asks for several digests
+// of one image, and its holder most likely holds them all. A GET goes to it
+// directly (size unknown until it answers, -1); a HEAD asks it alone.
+func (c *Client) hinted(ctx context.Context, r *http.Request, ref mirror.Ref, first bool) (holder, bool) {
+	if !first {
+		return holder{}, false
+	}
+	c.mu.Lock()
+	p, ok := c.hints[ref.Registry+"/"+ref.Repository]
+	c.mu.Unlock()
+	if !ok || c.isDown(p) {
+		return holder{}, false
+	}
+	if r.Method == http.MethodGet {
+		return holder{peer: p, size: -1}, true
+	}
+	hctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if h := c.head(hctx, p, ref, false); h != nil {
+		return *h, true
+	}
+	return holder{}, false
+}
+
+// maxHints bounds the repositories whose last holder is remembered.
+const maxHints = 1024
+
+func (c *Client) remember(ref mirror.Ref, p Peer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.hints) >= maxHints {
+		clear(c.hints)
+	}
+	c.hints[ref.Registry+"/"+ref.Repository] = p
 }
 
 func (c *Client) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, ref mirror.Ref, h holder) error {
@@ -106,7 +150,10 @@ func (c *Client) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 		return err
 	}
 	defer f.close()
-	if f.resp.ContentLength != h.size {
+	if h.size < 0 {
+		h.size = f.resp.ContentLength // a hinted GET: the peer's answer says
+	}
+	if f.resp.ContentLength != h.size || h.size < 0 {
 		c.metrics.request("error")
 		return fmt.Errorf("blob %s from peer %s: %d bytes, its HEAD said %d: %w", ref.Digest, h.peer.ID, f.resp.ContentLength, h.size, errdefs.ErrDataLoss)
 	}
@@ -181,9 +228,16 @@ func (c *Client) get(ctx context.Context, p Peer, ref mirror.Ref) (*fetch, error
 	if err != nil {
 		return fail(fmt.Errorf("GET %s from peer %s: %w", ref.Digest, p.ID, errors.Join(err, errdefs.ErrUnavailable)))
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode == http.StatusNotFound {
 		resp.Body.Close()
-		return fail(fmt.Errorf("GET %s from peer %s: status %d: %w", ref.Digest, p.ID, resp.StatusCode, errdefs.ErrNotFound))
+		timer.Stop()
+		cancel()
+		c.metrics.request("miss")
+		return nil, fmt.Errorf("GET %s from peer %s: %w", ref.Digest, p.ID, errdefs.ErrNotFound)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != ref.Digest.String() {
+		resp.Body.Close()
+		return fail(fmt.Errorf("GET %s from peer %s: status %d, digest %q: %w", ref.Digest, p.ID, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), errdefs.ErrUnavailable))
 	}
 	timer.Reset(c.idle)
 	return &fetch{resp: resp, cancel: cancel, timer: timer, idle: c.idle}, nil
