@@ -59,7 +59,7 @@ type ownership struct {
 
 // awaitTurn returns when this node should heal t (or ctx is done, with its
 // error).
-func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
+func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 	if h.owner == nil {
 		return nil
 	}
@@ -72,18 +72,27 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) error {
 		return nil
 	}
 	h.owner.metrics.count(decisionDeferred)
+	// Waiting needs no heal slot: hand the caller's back (the queue's
+	// worker), and take one again only to heal.
+	if sl := slotFrom(ctx); sl != nil && sl.release() {
+		defer func() {
+			if err == nil {
+				err = sl.acquire(ctx)
+			}
+		}()
+	}
 	poll := max(min(h.owner.after/4, 5*time.Second), 50*time.Millisecond)
 	l := log.G(ctx).WithField("rank", rank)
 	l.WithField("takeover_after", h.owner.after).Info("heal deferred to a peer that holds the root")
 	count, bytes := -1, int64(-1)
 	last := time.Now()
 	for {
-		plan, err := h.Plan(ctx, t)
-		if err != nil {
+		plan, perr := h.Plan(ctx, t)
+		if perr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			l.WithError(err).Debug("re-check failed; healing")
+			l.WithError(perr).Debug("re-check failed; healing")
 			return nil
 		}
 		n, b := missing(plan)
@@ -167,4 +176,24 @@ func (m *OwnershipMetrics) count(d decision) {
 	case decisionByPeer:
 		m.byPeer.Inc()
 	}
+}
+
+// slot is a heal slot its holder may hand back while it waits its turn.
+type slot interface {
+	// release hands the slot back, reporting whether it did (a holder may
+	// have to keep it).
+	release() bool
+	// acquire takes a slot again, or fails when ctx is done.
+	acquire(ctx context.Context) error
+}
+
+type slotKey struct{}
+
+func withSlot(ctx context.Context, s slot) context.Context {
+	return context.WithValue(ctx, slotKey{}, s)
+}
+
+func slotFrom(ctx context.Context) slot {
+	s, _ := ctx.Value(slotKey{}).(slot)
+	return s
 }

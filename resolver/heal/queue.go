@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -37,6 +38,9 @@ type Queue struct {
 	quiet   time.Duration
 	timeout time.Duration
 	jobs    chan queuedJob
+	slots   chan struct{} // heal slots: one per worker (worker.go)
+	resume  chan struct{} // hands Run's idle slot to a heal that waited
+	waiting atomic.Int64  // heals waiting their turn without a slot
 
 	mu      sync.Mutex
 	pending map[healJob]bool
@@ -138,6 +142,7 @@ func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, er
 			return nil, err
 		}
 	}
+	q.slots, q.resume = make(chan struct{}, q.workers), make(chan struct{})
 	return q, nil
 }
 
@@ -178,24 +183,37 @@ func (q *Queue) Len() int {
 	return len(q.pending)
 }
 
-// Run heals queued requests until ctx is done.
+// Run heals queued requests until ctx is done, as many at once as there
+// are workers. A heal that waits its turn among a fleet's holders
+// (WithOwnership) hands its worker back meanwhile.
 func (q *Queue) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for range q.workers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case j := <-q.jobs:
-					q.metrics.depth(len(q.jobs))
-					q.run(ctx, j)
-				}
-			}
-		})
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case q.slots <- struct{}{}:
+		}
+	wait:
+		select {
+		case <-ctx.Done():
+			<-q.slots
+			return nil
+		case <-q.resume:
+			// A heal that waited its turn takes the slot this loop held
+			// for the next job; the loop takes another.
+			continue
+		case j := <-q.jobs:
+			q.metrics.depth(len(q.jobs))
+			w := &worker{q: q, held: true}
+			wg.Go(func() {
+				defer w.done()
+				q.run(withSlot(ctx, w), j)
+			})
+			break wait
+		}
 	}
-	wg.Wait()
-	return nil
 }
 
 // waitQuiet returns once j's repository has had no request for the quiet
