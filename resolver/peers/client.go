@@ -169,9 +169,10 @@ func (c *Client) head(ctx context.Context, p Peer, ref mirror.Ref, probe bool) *
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() == nil || !isCanceled(ctx) {
-			c.markDown(p)
+		if isCanceled(ctx) {
+			return nil // another peer answered first, or the caller left
 		}
+		c.markDown(p)
 		c.metrics.request("error")
 		return nil
 	}
