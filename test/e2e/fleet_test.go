@@ -68,6 +68,7 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 	}
 
 	f.proxy = startFaultProxy(t, f.reg)
+	f.count(nil)
 	tokenFile, _ := writePeerToken(t)
 	for range n {
 		f.addrs = append(f.addrs, harness.FreeAddr(t))
@@ -85,6 +86,9 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 		for _, u := range peerURLs(f.addrs...) {
 			args = append(args, "--peer", u)
 		}
+		// Registry traffic, containerd's and regmend's, goes through the
+		// counting proxy from the start (a start-up sweep may push at once).
+		useProxy(node, f.reg, f.proxy, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 		srv.Proc = harness.StartProc(t, harness.ProcSpec{Name: fmt.Sprintf("regmend-node%d", i), Path: harness.ProductBinary(t, "regmend"), Args: append(args, extra...)})
 		f.srvs = append(f.srvs, srv)
 	}
@@ -99,10 +103,6 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 			t.Fatal(err)
 		}
 	}
-	for i, node := range f.nodes {
-		useProxy(node, f.reg, f.proxy, harness.HostEntry(f.srvs[i].Mirror, "pull", "resolve"))
-	}
-	f.count(nil)
 	return f
 }
 
@@ -284,5 +284,39 @@ func TestFleetOwnerKilledMidHeal(t *testing.T) {
 			t.Errorf("blob %s missing after the takeover", d)
 		}
 	}
+	assertRegistryIntact(t, f.reg, "app")
+}
+
+// TestFleetStartupSweepHealsOnce: regmend starts with its periodic sweep on
+// 4 nodes that hold an orphan, and nothing pulls it. The start-up sweeps
+// find the damage on every node; one node heals it (each missing blob
+// uploaded once, the manifest PUT once), the others stand by.
+func TestFleetStartupSweepHealsOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	f := startFleet(ctx, t, 4, "--sweep-interval", "1h") // the first sweep runs within 5s of start
+	waitRetained(t, f.reg, "app", f.img.Digest, 60*time.Second)
+	waitFor(t, 60*time.Second, "every deferred heal ended", func() bool {
+		if !f.settled(t, nil) {
+			return false
+		}
+		time.Sleep(time.Second)
+		return f.settled(t, nil)
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range f.img.Blobs() {
+		if f.uploads[d.String()] != 1 {
+			t.Errorf("blob %s uploaded %d times through the proxy, want once", d, f.uploads[d.String()])
+		}
+	}
+	if got := f.manifests["/v2/app/manifests/"+f.img.Digest.String()]; got != 1 {
+		t.Errorf("manifest PUT %d times, want once (all PUTs: %v)", got, f.manifests)
+	}
+	var deferred float64
+	for _, srv := range f.srvs {
+		deferred += srv.Metric(t, "regmend_heals_deferred_total")
+	}
+	t.Logf("start-up sweeps on 4 holders: %v heals deferred to the owner node%d", deferred, f.owner(f.img.Digest))
 	assertRegistryIntact(t, f.reg, "app")
 }
