@@ -50,6 +50,10 @@ func (c Config) validateCluster() error {
 		return bad("peer_token_file is required in cluster mode (peers, peers_dns or peer_listen set)")
 	case (c.PeerTLSCert == "") != (c.PeerTLSKey == ""):
 		return bad("peer_tls_cert and peer_tls_key go together")
+	case c.PeerTLSCA != "" && c.PeerListen != "" && c.PeerTLSCert == "":
+		// Peers that trust a CA dial https: this node's endpoint must
+		// speak it too.
+		return bad("peer_tls_ca with peer_listen needs peer_tls_cert and peer_tls_key")
 	case c.TakeoverAfter <= 0:
 		return bad("takeover_after %s: must be positive", c.TakeoverAfter)
 	}
@@ -151,6 +155,9 @@ func (d *Daemon) peerServer(ctx context.Context) (*http.Server, net.Listener, er
 	l := log.G(ctx).WithField("address", ln.Addr().String()).WithField("tls", c.tls != nil).WithField("mutual_tls", c.tls != nil && c.tls.ClientCAs != nil)
 	if c.tls != nil {
 		ln = tls.NewListener(ln, c.tls)
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && c.tls == nil {
+		l.Warn("regmend peer endpoint without TLS on a non-loopback address: the peer token and images cross the network in clear (peer_tls_cert, peer_tls_key)")
 	}
 	l.WithField("peers", len(c.members.Peers())).Info("regmend peer endpoint listening (bearer token required)")
 	srv := &http.Server{Handler: c.endpoint, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}

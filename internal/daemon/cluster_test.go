@@ -35,6 +35,7 @@ takeover_after = "45s"
 		{"listen", func(c *Config) { c.PeerListen = "5052"; c.PeerTokenFile = "t" }, "peer_listen"},
 		{"token", func(c *Config) { c.PeerListen = ":5052" }, "peer_token_file"},
 		{"tls pair", func(c *Config) { c.PeerTLSCert = "c.pem" }, "peer_tls_key"},
+		{"ca without cert", func(c *Config) { c.PeerListen = ":5052"; c.PeerTokenFile = "t"; c.PeerTLSCA = "ca.pem" }, "peer_tls_ca"},
 		{"takeover", func(c *Config) { c.TakeoverAfter = 0 }, "takeover_after"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
