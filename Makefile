@@ -1,8 +1,9 @@
 # regmend — build, test, demo and benchmark.
 #
-# Real components used by the tests (containerd, ctr, the distribution registry,
-# crictl) are built from Go modules pinned in go.mod and tools/go.mod into
-# $(TOOLS), a cache this Makefile owns; they are rebuilt only when a go.mod changes.
+# Real components used by the tests (containerd, ctr, containerd's runc shim,
+# the distribution registry, crictl, helm) are built from Go modules pinned in
+# go.mod and tools/go.mod into $(TOOLS), a cache this Makefile owns; they are
+# rebuilt only when a go.mod changes.
 
 GO       ?= go
 TOOLS    := $(CURDIR)/.cache/bin
@@ -31,7 +32,17 @@ $(TOOLS)/registry $(TOOLS)/crictl: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS)/ github.com/distribution/distribution/v3/cmd/registry sigs.k8s.io/cri-tools/cmd/crictl
 	@touch $(TOOLS)/registry $(TOOLS)/crictl
 
-tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl
+# The shim is what `ctr run` needs to run regmend's image as a container; it
+# comes from the same containerd module as the daemon, so they always match.
+$(TOOLS)/containerd-shim-runc-v2: go.mod go.sum
+	$(GO) build -o $(TOOLS)/ github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+	@touch $@
+
+$(TOOLS)/helm: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS)/ helm.sh/helm/v3/cmd/helm
+	@touch $@
+
+tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl $(TOOLS)/containerd-shim-runc-v2 $(TOOLS)/helm
 
 # Unit tests, then the end-to-end suite against real containerd, registry and crictl.
 test: build tools lint
