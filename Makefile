@@ -1,4 +1,4 @@
-# regmend — build, test, demo and benchmark.
+# regmend — build, test, demo, benchmark, and the image and manifests that ship it.
 #
 # Real components used by the tests (containerd, ctr, containerd's runc shim,
 # the distribution registry, crictl, helm) are built from Go modules pinned in
@@ -17,7 +17,7 @@ export REGMEND_BIN   := $(BIN)
 
 SHELL := /bin/bash
 
-.PHONY: all build tools test unit e2e demo bench lint fmt clean
+.PHONY: all build tools test unit e2e demo bench lint fmt clean image image-push manifests
 
 all: build
 
@@ -61,6 +61,32 @@ demo: build tools
 # writes test/bench/RESULTS.md. BENCHFLAGS adds flags (-benchruns N, ...).
 bench: build tools
 	$(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./test/bench -benchtable $(BENCHFLAGS)
+
+# The node agent's image: a static regmend per platform plus the CA bundle,
+# assembled by internal/imagebuild into an OCI image layout (no container
+# engine). Times come from the commit, so a rebuild of the same commit gives
+# the same digests.
+IMAGE_PLATFORMS   ?= linux/amd64 linux/arm64
+IMAGE_SOURCE      ?= https://github.com/regmend/regmend
+REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+CA_BUNDLE         ?= /etc/ssl/certs/ca-certificates.crt
+
+image:
+	@for p in $(IMAGE_PLATFORMS); do \
+	  echo "build regmend for $$p"; \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o $(BIN)/$${p%/*}_$${p#*/}/regmend ./cmd/regmend || exit 1; \
+	done
+	$(GO) run ./internal/imagebuild/cmd/imagebuild build -o $(BIN)/image -ca-bundle $(CA_BUNDLE) \
+	  -version $(VERSION) -revision $(REVISION) -source $(IMAGE_SOURCE) -created $(SOURCE_DATE_EPOCH) \
+	  $(foreach p,$(IMAGE_PLATFORMS),$(p)=$(BIN)/$(subst /,_,$(p))/regmend)
+
+# make image-push IMAGE=registry/repo:tag [PUSHFLAGS=-insecure]; credentials
+# come from the docker config.json.
+image-push: image
+	@test -n "$(IMAGE)" || { echo "set IMAGE=registry/repo:tag"; exit 2; }
+	$(GO) run ./internal/imagebuild/cmd/imagebuild push $(PUSHFLAGS) $(BIN)/image $(IMAGE)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
