@@ -88,6 +88,11 @@ image-push: image
 	@test -n "$(IMAGE)" || { echo "set IMAGE=registry/repo:tag"; exit 2; }
 	$(GO) run ./internal/imagebuild/cmd/imagebuild push $(PUSHFLAGS) $(BIN)/image $(IMAGE)
 
+# deploy/manifests/regmend.yaml: the chart rendered for users without Helm.
+# test/deploy checks in make test that it is up to date.
+manifests: $(TOOLS)/helm
+	$(GO) test -count=1 -run '^TestManifestsUpToDate$$' ./test/deploy -update
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
