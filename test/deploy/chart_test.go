@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/regmend/regmend/test/e2e/harness"
 )
 
 const registry = "edge:5000"
@@ -43,7 +45,7 @@ func TestChartRequiresRegistries(t *testing.T) {
 func TestChartDefaults(t *testing.T) {
 	objs := parse(t, template(t, "--set", "registries={"+registry+"}"))
 	ds, p := pod(t, objs)
-	serve := p.serveContainer(t)
+	serve := serveContainer(t, p)
 
 	if !p.HostNetwork {
 		t.Error("hostNetwork is false: containerd could not reach the mirror on the node's loopback")
@@ -57,7 +59,7 @@ func TestChartDefaults(t *testing.T) {
 	if serve.Resources.Requests["cpu"] == "" || serve.Resources.Requests["memory"] == "" || serve.Resources.Limits["memory"] == "" {
 		t.Errorf("resources %+v, want requests and a memory limit", serve.Resources)
 	}
-	for name, pr := range map[string]*probe{"liveness": serve.Liveness, "readiness": serve.Readiness} {
+	for name, pr := range map[string]*harness.Probe{"liveness": serve.LivenessProbe, "readiness": serve.ReadinessProbe} {
 		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/healthz" || pr.HTTPGet.Port != 5051 || pr.HTTPGet.Host != "127.0.0.1" {
 			t.Errorf("%s probe %+v, want GET 127.0.0.1:5051/healthz (metrics on loopback)", name, pr)
 		}
@@ -68,14 +70,14 @@ func TestChartDefaults(t *testing.T) {
 
 	// The socket's directory, read-only, and the hosts dir, read-write, at
 	// the node's own paths.
-	m, v := p.hostMount(t, serve, "/run/containerd")
+	m, v := hostMount(t, p, serve, "/run/containerd")
 	if m.MountPath != "/run/containerd" || !m.ReadOnly || v.HostPath.Type != "Directory" {
 		t.Errorf("containerd socket dir: mount %+v volume %+v", m, *v.HostPath)
 	}
 	if a, _ := argValue(serve.Args, "--address"); a != "/run/containerd/containerd.sock" {
 		t.Errorf("serve --address %q", a)
 	}
-	m, _ = p.hostMount(t, serve, "/etc/containerd/certs.d")
+	m, _ = hostMount(t, p, serve, "/etc/containerd/certs.d")
 	if m.MountPath != "/etc/containerd/certs.d" || m.ReadOnly {
 		t.Errorf("hosts dir mount %+v, want read-write at the same path", m)
 	}
@@ -93,8 +95,8 @@ func TestChartDefaults(t *testing.T) {
 	if init.Image != serve.Image || !strings.HasSuffix(init.Image, ":0.1.0") {
 		t.Errorf("images: init %s, serve %s; want the same, tagged with appVersion", init.Image, serve.Image)
 	}
-	p.hostMount(t, init, "/etc/containerd/certs.d")
-	if m, _ := p.hostMount(t, init, "/etc/containerd/config.toml"); !m.ReadOnly {
+	hostMount(t, p, init, "/etc/containerd/certs.d")
+	if m, _ := hostMount(t, p, init, "/etc/containerd/config.toml"); !m.ReadOnly {
 		t.Errorf("containerd's config mounted read-write")
 	}
 
@@ -108,35 +110,35 @@ func TestChartDefaults(t *testing.T) {
 			t.Errorf("serve %s = %q, want %q", f, got, want)
 		}
 	}
-	p.hostMount(t, serve, "/etc/regmend")
-	p.hostMount(t, init, "/etc/regmend")
+	hostMount(t, p, serve, "/etc/regmend")
+	hostMount(t, p, init, "/etc/regmend")
 	if _, ok := argValue(serve.Args, "--auth-file"); ok {
 		t.Error("--auth-file without push credentials configured")
 	}
 
 	checkCluster(t, objs, p, serve, "regmend-peer-token")
 	checkHooks(t, serve, []string{registry}, "http://127.0.0.1:5050")
-	if len(find(objs, "ServiceMonitor")) != 0 {
+	if len(harness.Objects(objs, "ServiceMonitor")) != 0 {
 		t.Error("a ServiceMonitor by default")
 	}
 }
 
 // checkCluster asserts cluster mode: the headless Service the peers find each
 // other by, the peer flags, the token Secret mounted.
-func checkCluster(t *testing.T, objs []object, p podSpec, serve container, tokenSecret string) {
+func checkCluster(t *testing.T, objs []harness.Object, p harness.PodSpec, serve harness.Container, tokenSecret string) {
 	t.Helper()
-	var svc service
+	var svc harness.Service
 	o := one(t, objs, "Service")
-	decode(t, o.raw, &svc)
+	decode(t, o, &svc)
 	if svc.Spec.ClusterIP != "None" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 5052 {
-		t.Errorf("peers Service %s: %+v, want headless with port 5052", o.Name, svc.Spec)
+		t.Errorf("peers Service %s: %+v, want headless with port 5052", o.Metadata.Name, svc.Spec)
 	}
 	ds, _ := pod(t, objs)
 	if !subset(svc.Spec.Selector, ds.Spec.Template.Metadata.Labels) {
 		t.Errorf("peers Service selects %v, pods carry %v", svc.Spec.Selector, ds.Spec.Template.Metadata.Labels)
 	}
-	if got, _ := argValue(serve.Args, "--peers-dns"); got != o.Name+".kube-system.svc:5052" {
-		t.Errorf("--peers-dns %q, want the headless Service %s.kube-system.svc:5052", got, o.Name)
+	if got, _ := argValue(serve.Args, "--peers-dns"); got != o.Metadata.Name+".kube-system.svc:5052" {
+		t.Errorf("--peers-dns %q, want the headless Service %s.kube-system.svc:5052", got, o.Metadata.Name)
 	}
 	if got, _ := argValue(serve.Args, "--peer-listen"); got != "$(NODE_IP):5052" {
 		t.Errorf("--peer-listen %q", got)
@@ -152,14 +154,14 @@ func checkCluster(t *testing.T, objs []object, p podSpec, serve container, token
 		t.Errorf("dnsPolicy %q: on the host network only ClusterFirstWithHostNet resolves the peers' Service", p.DNSPolicy)
 	}
 	tokenFile, _ := argValue(serve.Args, "--peer-token-file")
-	if got := p.secretAt(serve, filepath.Dir(tokenFile)); got != tokenSecret {
+	if got := secretAt(p, serve, filepath.Dir(tokenFile)); got != tokenSecret {
 		t.Errorf("--peer-token-file %s is in Secret %q, want %q", tokenFile, got, tokenSecret)
 	}
 }
 
 // checkHooks asserts the uninstall path (preStop removes regmend's entry for
 // every registry) and the restore after a container restart (postStart).
-func checkHooks(t *testing.T, serve container, registries []string, mirror string) {
+func checkHooks(t *testing.T, serve harness.Container, registries []string, mirror string) {
 	t.Helper()
 	l := serve.Lifecycle
 	if l == nil || l.PreStop == nil || l.PreStop.Exec == nil || l.PostStart == nil || l.PostStart.Exec == nil {
@@ -182,23 +184,23 @@ func checkHooks(t *testing.T, serve container, registries []string, mirror strin
 
 func TestChartPeerTokenSecret(t *testing.T) {
 	objs := parse(t, template(t, "--set", "registries={"+registry+"}"))
-	var s secret
+	var s harness.Secret
 	o := one(t, objs, "Secret")
-	decode(t, o.raw, &s)
+	decode(t, o, &s)
 	tok, err := base64.StdEncoding.DecodeString(s.Data["token"])
 	if err != nil || len(tok) < 32 {
-		t.Errorf("generated peer token Secret %s: %d bytes (%v), want at least 32", o.Name, len(tok), err)
+		t.Errorf("generated peer token Secret %s: %d bytes (%v), want at least 32", o.Metadata.Name, len(tok), err)
 	}
 	_, p := pod(t, objs)
-	checkCluster(t, objs, p, p.serveContainer(t), o.Name)
+	checkCluster(t, objs, p, serveContainer(t, p), o.Metadata.Name)
 
 	// A token given as an existing Secret: none generated, that one mounted.
 	objs = parse(t, template(t, "--set", "registries={"+registry+"}", "--set", "cluster.token.existingSecret=mine"))
-	if n := len(find(objs, "Secret")); n != 0 {
+	if n := len(harness.Objects(objs, "Secret")); n != 0 {
 		t.Errorf("%d Secrets rendered with an existing token Secret", n)
 	}
 	_, p = pod(t, objs)
-	checkCluster(t, objs, p, p.serveContainer(t), "mine")
+	checkCluster(t, objs, p, serveContainer(t, p), "mine")
 }
 
 func subset(sub, super map[string]string) bool {

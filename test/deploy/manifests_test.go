@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/regmend/regmend/test/e2e/harness"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/manifests/regmend.yaml from the chart (make manifests)")
@@ -38,9 +40,9 @@ func TestManifestsUpToDate(t *testing.T) {
 	}
 	// What the plain manifests must be to be usable: no generated secret.
 	objs := parse(t, got)
-	if n := len(find(objs, "Secret")); n != 0 {
+	if n := len(harness.Objects(objs, "Secret")); n != 0 {
 		t.Errorf("the plain manifests hold %d Secrets: a token committed to git is no secret", n)
 	}
 	_, p := pod(t, objs)
-	checkCluster(t, objs, p, p.serveContainer(t), "regmend-peer-token")
+	checkCluster(t, objs, p, serveContainer(t, p), "regmend-peer-token")
 }

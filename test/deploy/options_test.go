@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/regmend/regmend/test/e2e/harness"
 )
 
 // TestChartNonDefault renders every value the chart offers set away from its
@@ -12,7 +14,7 @@ import (
 func TestChartNonDefault(t *testing.T) {
 	objs := parse(t, template(t, "-f", filepath.Join(repo(t), "test", "deploy", "testdata", "non-default.yaml")))
 	_, p := pod(t, objs)
-	serve := p.serveContainer(t)
+	serve := serveContainer(t, p)
 	const hostsDir = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d"
 	registries := []string{"edge:5000", "registry.example.com"}
 
@@ -29,7 +31,7 @@ func TestChartNonDefault(t *testing.T) {
 		if c.Image != "edge:5000/regmend:v9.9.9" {
 			t.Errorf("init image %s", c.Image)
 		}
-		if m, _ := p.hostMount(t, c, hostsDir); m.MountPath != hostsDir || m.ReadOnly {
+		if m, _ := hostMount(t, p, c, hostsDir); m.MountPath != hostsDir || m.ReadOnly {
 			t.Errorf("init hosts dir mount %+v", m)
 		}
 	}
@@ -38,7 +40,7 @@ func TestChartNonDefault(t *testing.T) {
 	}
 	checkHooks(t, serve, registries, "http://127.0.0.1:6050")
 
-	if m, _ := p.hostMount(t, serve, "/run/k3s/containerd"); !m.ReadOnly {
+	if m, _ := hostMount(t, p, serve, "/run/k3s/containerd"); !m.ReadOnly {
 		t.Errorf("k3s socket dir mount %+v", m)
 	}
 	for f, want := range map[string]string{
@@ -50,12 +52,12 @@ func TestChartNonDefault(t *testing.T) {
 			t.Errorf("serve %s = %q, want %q", f, got, want)
 		}
 	}
-	if got := p.secretAt(serve, "/var/run/regmend/push"); got != "push-creds" {
+	if got := secretAt(p, serve, "/var/run/regmend/push"); got != "push-creds" {
 		t.Errorf("push credentials from Secret %q, want push-creds", got)
 	}
 	// Metrics on the node's address (for the ServiceMonitor): probes go to
 	// the pod IP, which is the node's.
-	if h := serve.Liveness.HTTPGet; h.Host != "" || h.Port != 6051 {
+	if h := serve.LivenessProbe.HTTPGet; h.Host != "" || h.Port != 6051 {
 		t.Errorf("liveness probe %+v, want the pod IP and port 6051", *h)
 	}
 
@@ -75,7 +77,7 @@ func TestChartNonDefault(t *testing.T) {
 	if p.DNSPolicy != "Default" {
 		t.Errorf("dnsPolicy %q without cluster mode", p.DNSPolicy)
 	}
-	if n := len(find(objs, "Secret")); n != 0 {
+	if n := len(harness.Objects(objs, "Secret")); n != 0 {
 		t.Errorf("%d Secrets without cluster mode", n)
 	}
 
@@ -84,8 +86,8 @@ func TestChartNonDefault(t *testing.T) {
 	if sm.Metadata.Labels["release"] != "prometheus" {
 		t.Errorf("ServiceMonitor labels %v", sm.Metadata.Labels)
 	}
-	var svc service
-	decode(t, one(t, objs, "Service").raw, &svc)
+	var svc harness.Service
+	decode(t, one(t, objs, "Service"), &svc)
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "metrics" || svc.Spec.Ports[0].Port != 6051 {
 		t.Errorf("metrics Service %+v", svc.Spec)
 	}
@@ -103,18 +105,18 @@ func TestChartPresets(t *testing.T) {
 			objs := parse(t, template(t, "--set", "registries={"+registry+"}",
 				"-f", filepath.Join(repo(t), "deploy", "helm", "presets", tc.preset+".yaml")))
 			_, p := pod(t, objs)
-			serve := p.serveContainer(t)
+			serve := serveContainer(t, p)
 			init := p.InitContainers[0]
 			if got, _ := argValue(serve.Args, "--address"); got != tc.socket {
 				t.Errorf("--address %q", got)
 			}
-			p.hostMount(t, serve, filepath.Dir(tc.socket))
-			for _, c := range []container{init, serve} {
+			hostMount(t, p, serve, filepath.Dir(tc.socket))
+			for _, c := range []harness.Container{init, serve} {
 				if got, _ := argValue(c.Args, "--hosts-dir"); c.Name == init.Name && got != tc.hostsDir {
 					t.Errorf("%s --hosts-dir %q", c.Name, got)
 				}
-				p.hostMount(t, c, tc.hostsDir)
-				p.hostMount(t, c, tc.config)
+				hostMount(t, p, c, tc.hostsDir)
+				hostMount(t, p, c, tc.config)
 			}
 			if got, _ := argValue(init.Args, "--containerd-config"); got != tc.config {
 				t.Errorf("--containerd-config %q", got)

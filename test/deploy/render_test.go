@@ -6,16 +6,12 @@ package deploy
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/regmend/regmend/test/e2e/harness"
 )
@@ -73,76 +69,28 @@ func template(t *testing.T, args ...string) string {
 	return out
 }
 
-// object is one rendered Kubernetes object: its identity, and the whole of
-// it for decoding into the few typed views below.
-type object struct {
-	Kind     string
-	Name     string
-	Metadata meta
-	raw      map[string]any
-}
-
-type meta struct {
-	Name        string            `json:"name"`
-	Namespace   string            `json:"namespace"`
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-}
-
-// parse splits helm's output into objects, by YAML documents.
-func parse(t *testing.T, manifest string) []object {
+// parse splits helm's output into objects.
+func parse(t *testing.T, manifest string) []harness.Object {
 	t.Helper()
-	dec := yaml.NewDecoder(strings.NewReader(manifest))
-	var objs []object
-	for {
-		var m map[string]any
-		err := dec.Decode(&m)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("rendered YAML: %v\n%s", err, manifest)
-		}
-		if m == nil {
-			continue
-		}
-		o := object{raw: m}
-		o.Kind, _ = m["kind"].(string)
-		decode(t, m["metadata"], &o.Metadata)
-		o.Name = o.Metadata.Name
-		objs = append(objs, o)
+	objs, err := harness.ParseManifests(manifest)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, manifest)
 	}
 	return objs
 }
 
-// decode converts a parsed YAML value into a typed view through JSON, the
-// way the API server reads it.
-func decode(t *testing.T, v any, into any) {
+// decode reads o into a typed view.
+func decode(t *testing.T, o harness.Object, into any) {
 	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
+	if err := o.Decode(into); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, into); err != nil {
-		t.Fatalf("decode %T: %v", into, err)
-	}
-}
-
-// find returns the objects of a kind.
-func find(objs []object, kind string) []object {
-	var out []object
-	for _, o := range objs {
-		if o.Kind == kind {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // one returns the only object of a kind, failing otherwise.
-func one(t *testing.T, objs []object, kind string) object {
+func one(t *testing.T, objs []harness.Object, kind string) harness.Object {
 	t.Helper()
-	f := find(objs, kind)
+	f := harness.Objects(objs, kind)
 	if len(f) != 1 {
 		t.Fatalf("%d objects of kind %s, want 1", len(f), kind)
 	}

@@ -1,116 +1,21 @@
 package deploy
 
-import "testing"
+import (
+	"testing"
 
-// Typed views of the rendered objects: only the fields the tests read.
+	"github.com/regmend/regmend/test/e2e/harness"
+)
 
-type daemonSet struct {
-	Spec struct {
-		Selector struct {
-			MatchLabels map[string]string `json:"matchLabels"`
-		} `json:"selector"`
-		Template struct {
-			Metadata meta    `json:"metadata"`
-			Spec     podSpec `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
-}
-
-type podSpec struct {
-	HostNetwork       bool             `json:"hostNetwork"`
-	DNSPolicy         string           `json:"dnsPolicy"`
-	PriorityClassName string           `json:"priorityClassName"`
-	Tolerations       []map[string]any `json:"tolerations"`
-	InitContainers    []container      `json:"initContainers"`
-	Containers        []container      `json:"containers"`
-	Volumes           []volume         `json:"volumes"`
-}
-
-type container struct {
-	Name         string        `json:"name"`
-	Image        string        `json:"image"`
-	Command      []string      `json:"command"`
-	Args         []string      `json:"args"`
-	Env          []envVar      `json:"env"`
-	VolumeMounts []volumeMount `json:"volumeMounts"`
-	Liveness     *probe        `json:"livenessProbe"`
-	Readiness    *probe        `json:"readinessProbe"`
-	Lifecycle    *struct {
-		PostStart *handler `json:"postStart"`
-		PreStop   *handler `json:"preStop"`
-	} `json:"lifecycle"`
-	Resources struct {
-		Requests map[string]string `json:"requests"`
-		Limits   map[string]string `json:"limits"`
-	} `json:"resources"`
-}
-
-type envVar struct {
-	Name      string `json:"name"`
-	ValueFrom *struct {
-		FieldRef *struct {
-			FieldPath string `json:"fieldPath"`
-		} `json:"fieldRef"`
-	} `json:"valueFrom"`
-}
-
-type volumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
-	ReadOnly  bool   `json:"readOnly"`
-}
-
-type probe struct {
-	HTTPGet *struct {
-		Host string `json:"host"`
-		Path string `json:"path"`
-		Port int    `json:"port"`
-	} `json:"httpGet"`
-}
-
-type handler struct {
-	Exec *struct {
-		Command []string `json:"command"`
-	} `json:"exec"`
-}
-
-type volume struct {
-	Name     string `json:"name"`
-	HostPath *struct {
-		Path string `json:"path"`
-		Type string `json:"type"`
-	} `json:"hostPath"`
-	Secret *struct {
-		SecretName string `json:"secretName"`
-	} `json:"secret"`
-}
-
-type service struct {
-	Spec struct {
-		ClusterIP string            `json:"clusterIP"`
-		Selector  map[string]string `json:"selector"`
-		Ports     []struct {
-			Name string `json:"name"`
-			Port int    `json:"port"`
-		} `json:"ports"`
-	} `json:"spec"`
-}
-
-type secret struct {
-	Type string            `json:"type"`
-	Data map[string]string `json:"data"`
-}
-
-// pod returns the DaemonSet's pod spec and the object's typed view.
-func pod(t *testing.T, objs []object) (daemonSet, podSpec) {
+// pod returns the DaemonSet and its pod spec.
+func pod(t *testing.T, objs []harness.Object) (harness.DaemonSet, harness.PodSpec) {
 	t.Helper()
-	var ds daemonSet
-	decode(t, one(t, objs, "DaemonSet").raw, &ds)
+	var ds harness.DaemonSet
+	decode(t, one(t, objs, "DaemonSet"), &ds)
 	return ds, ds.Spec.Template.Spec
 }
 
 // serveContainer returns the container running `regmend serve`.
-func (p podSpec) serveContainer(t *testing.T) container {
+func serveContainer(t *testing.T, p harness.PodSpec) harness.Container {
 	t.Helper()
 	if len(p.Containers) != 1 {
 		t.Fatalf("%d containers, want 1", len(p.Containers))
@@ -118,9 +23,9 @@ func (p podSpec) serveContainer(t *testing.T) container {
 	return p.Containers[0]
 }
 
-// mount returns the mount of the volume whose hostPath is path, and the
+// hostMount returns c's mount of the volume whose hostPath is path, and the
 // volume, failing when there is none.
-func (p podSpec) hostMount(t *testing.T, c container, path string) (volumeMount, volume) {
+func hostMount(t *testing.T, p harness.PodSpec, c harness.Container, path string) (harness.VolumeMount, harness.Volume) {
 	t.Helper()
 	for _, v := range p.Volumes {
 		if v.HostPath == nil || v.HostPath.Path != path {
@@ -133,11 +38,11 @@ func (p podSpec) hostMount(t *testing.T, c container, path string) (volumeMount,
 		}
 	}
 	t.Fatalf("container %s does not mount host path %s", c.Name, path)
-	return volumeMount{}, volume{}
+	return harness.VolumeMount{}, harness.Volume{}
 }
 
-// secretVolume returns the secret volume mounted at mountPath in c ("" if none).
-func (p podSpec) secretAt(c container, mountPath string) string {
+// secretAt returns the Secret mounted at mountPath in c ("" if none).
+func secretAt(p harness.PodSpec, c harness.Container, mountPath string) string {
 	for _, m := range c.VolumeMounts {
 		if m.MountPath != mountPath {
 			continue
