@@ -44,12 +44,18 @@ $(TOOLS)/helm: tools/go.mod tools/go.sum
 
 tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl $(TOOLS)/containerd-shim-runc-v2 $(TOOLS)/helm
 
-# Unit tests, then the end-to-end suite against real containerd, registry and crictl.
+# Unit packages: everything but the suites under test/ that drive real
+# containerd and registries.
+UNIT = $(shell $(GO) list ./... | grep -v '/test/')
+
+# Unit tests under the race detector, then the end-to-end suite against real
+# containerd, registry and crictl.
 test: build tools lint
-	$(GO) test -timeout $(TESTTIMEOUT) ./...
+	$(GO) test -race -timeout $(TESTTIMEOUT) $(UNIT)
+	$(GO) test -timeout $(TESTTIMEOUT) ./test/...
 
 unit:
-	$(GO) test -short ./...
+	$(GO) test -race $(UNIT)
 
 e2e: build tools
 	$(GO) test -timeout $(TESTTIMEOUT) -v -count=1 ./test/e2e/...

@@ -201,7 +201,7 @@ func TestRootsClimbsThroughIndexFromSameRepo(t *testing.T) {
 		{"index from another repo is not followed", "other", child.Desc.Digest, child.Desc.Digest},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			roots, err := content.Roots(ctx, cs, cs, nil, "edge:5000", c.repo, c.d)
+			roots, err := content.Local{Store: cs, Blobs: cs}.Roots(ctx, "edge:5000", c.repo, c.d)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,8 +4,10 @@
 // It builds the closure of a root descriptor (index → manifests → config and
 // layers) with each node's media type, size, platform and local presence; finds
 // which repositories a blob was pulled from and which indexes and image records
-// reference a digest, so a digest can be re-resolved through its parent.
+// reference a digest, so a digest can be re-resolved through its parent; lists
+// the images a node holds from given registries; and streams blobs in the large
+// reads that keep gRPC from dominating a heal.
 //
 // It only reads. It never writes to containerd's content store or image records,
-// and it never talks to a registry (that is package resolver).
+// and it never talks to a registry (that is package resolver/registry).
 package content

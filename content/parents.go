@@ -46,6 +46,15 @@ func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]ctrco
 	return out, nil
 }
 
+// Local is what regmend reads of a node's containerd: blobs with their
+// labels, and image records. containerd's gRPC client and its in-process
+// metadata stores both provide it.
+type Local struct {
+	Store  Store
+	Blobs  BlobLister
+	Images ImageLister // optional: roots are then described by sniffing
+}
+
 // Roots returns the topmost local descriptors whose closure holds dgst and
 // that were pulled from repo of registry, following parents upward: a child
 // manifest that a registry lost is healed through the index that names it.
@@ -53,7 +62,7 @@ func Parents(ctx context.Context, blobs BlobLister, dgst digest.Digest) ([]ctrco
 // index into a repository it did not come from. An image record's target
 // is preferred (it carries the media type); otherwise the media type is
 // sniffed. dgst itself is the root when no such parent references it.
-func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister, registry, repo string, dgst digest.Digest) ([]ocispec.Descriptor, error) {
+func (l Local) Roots(ctx context.Context, registry, repo string, dgst digest.Digest) ([]ocispec.Descriptor, error) {
 	var (
 		roots []ocispec.Descriptor
 		seen  = map[digest.Digest]bool{}
@@ -64,7 +73,7 @@ func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister,
 			return nil
 		}
 		seen[d] = true
-		parents, err := Parents(ctx, blobs, d)
+		parents, err := Parents(ctx, l.Blobs, d)
 		if err != nil {
 			return err
 		}
@@ -81,7 +90,7 @@ func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister,
 		if followed {
 			return nil
 		}
-		desc, err := describeRoot(ctx, store, imgs, d)
+		desc, err := l.describeRoot(ctx, d)
 		if err != nil {
 			return err
 		}
@@ -95,9 +104,9 @@ func Roots(ctx context.Context, store Store, blobs BlobLister, imgs ImageLister,
 }
 
 // describeRoot describes a digest named by no parent.
-func describeRoot(ctx context.Context, store Store, imgs ImageLister, d digest.Digest) (ocispec.Descriptor, error) {
-	if imgs != nil {
-		records, err := imgs.List(ctx, "target.digest=="+d.String())
+func (l Local) describeRoot(ctx context.Context, d digest.Digest) (ocispec.Descriptor, error) {
+	if l.Images != nil {
+		records, err := l.Images.List(ctx, "target.digest=="+d.String())
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("list local images: %w", err)
 		}
@@ -107,5 +116,5 @@ func describeRoot(ctx context.Context, store Store, imgs ImageLister, d digest.D
 			}
 		}
 	}
-	return Describe(ctx, store, d)
+	return Describe(ctx, l.Store, d)
 }

@@ -24,6 +24,7 @@ func TestSectionDecode(t *testing.T) {
 	custom.Listen = "127.0.0.1:6000"
 	custom.SweepInterval = daemon.Duration(time.Minute)
 	custom.Workers = 4
+	custom.MirrorTokenFile = "/etc/regmend/mirror-token"
 	for _, tc := range []struct {
 		name, section string
 		want          daemon.Config
@@ -38,6 +39,7 @@ func TestSectionDecode(t *testing.T) {
   listen = "127.0.0.1:6000"
   sweep_interval = "1m"
   workers = 4
+  mirror_token_file = "/etc/regmend/mirror-token"
 `,
 			want: custom,
 		},

@@ -1,14 +1,20 @@
-// Package resolver is regmend's registry side: it asks a registry which nodes
-// of an image's closure it holds, re-pushes what is missing leaves first
-// (blobs, then child manifests, then indexes) from the node's containerd
-// content store, and binds a retention tag where an orphan needs one.
+// Package resolver is regmend's registry side, and HealingResolver, the
+// containerd remotes.Resolver that heals on NotFound for Go programs that
+// pull with the containerd client.
 //
-// Registry access follows the node's hosts.toml (containerd's
-// core/remotes/docker/config), with credentials from a docker-style
-// config.json; regmend's own mirror address is excluded so it never calls
-// itself.
+// Its subpackages each own one job, and import one way (mirror and heal use
+// registry; nothing imports mirror):
 //
-// It never deletes anything in a registry, never moves a tag, and never
-// pushes bytes that do not match their digest. It only reads containerd's
-// content store.
+//   - registry: the registry client. Presence (HEAD), tag lookup and
+//     one-descriptor pushes through containerd's docker pusher, configured
+//     from the node's hosts.toml; transport, retry, auth and the
+//     digest-verifying reader.
+//   - heal: the heal engine. Target, Plan, Healer (leaves-first re-push),
+//     retention tags, Check for many images, and the background Queue.
+//   - mirror: the read-only distribution API served to containerd from the
+//     local content store, handing what it serves to a heal queue.
+//
+// The local side (closures, parents, image records) is package content.
+// Nothing here deletes anything in a registry, moves a tag, pushes bytes
+// that do not match their digest, or writes to containerd's content store.
 package resolver

@@ -17,12 +17,15 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // A Go program that pulls with containerd's client wraps its resolver so a
@@ -34,7 +37,7 @@ func ExampleHealingResolver() {
 	defer os.RemoveAll(dir)
 
 	// An empty registry: it lost the image.
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	edge := strings.TrimPrefix(srv.URL, "http://")
 	hostsDir := filepath.Join(dir, "certs.d")
@@ -49,9 +52,9 @@ func ExampleHealingResolver() {
 	inner := docker.NewResolver(docker.ResolverOptions{
 		Hosts: config.ConfigureHosts(ctx, config.HostOptions{HostDir: config.HostDirFromRoot(hostsDir)}),
 	})
-	remote, _ := resolver.NewRemote(resolver.WithHostsDir(hostsDir), resolver.WithRegistries(edge))
-	healer, _ := resolver.NewHealer(store, remote)
-	r := resolver.NewHealingResolver(inner, healer, resolver.LocalRoots{Store: store, Blobs: store})
+	remote, _ := registry.NewRemote(registry.WithHostsDir(hostsDir), registry.WithRegistries(edge))
+	healer, _ := heal.NewHealer(store, remote)
+	r := resolver.NewHealingResolver(inner, healer, content.Local{Store: store, Blobs: store})
 
 	_, desc, err := r.Resolve(ctx, edge+"/app@"+manifest.String())
 	fmt.Println("resolved:", err == nil && desc.Digest == manifest)

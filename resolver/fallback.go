@@ -5,15 +5,21 @@ import (
 	"fmt"
 	"io"
 
-	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
-	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/resolver/heal"
 )
+
+// Healer heals a registry from local content: a *heal.Healer.
+type Healer interface {
+	Allowed(registry string) bool
+	Heal(ctx context.Context, t heal.Target) (*heal.Result, error)
+}
 
 // HealingResolver is a remotes.Resolver for Go programs that pull with the
 // containerd client. It behaves exactly like the resolver it wraps, except
@@ -23,36 +29,39 @@ import (
 // pull succeeds either way.
 type HealingResolver struct {
 	inner  remotes.Resolver
-	healer *Healer
-	roots  RootFinder
+	healer Healer
+	local  content.Local
 }
 
 var _ remotes.Resolver = (*HealingResolver)(nil)
 
 // NewHealingResolver wraps inner (typically containerd's docker resolver).
-// Heals go through healer, for registries its Remote allows; roots finds the
-// index a lost child is healed through.
-func NewHealingResolver(inner remotes.Resolver, healer *Healer, roots RootFinder) *HealingResolver {
-	return &HealingResolver{inner: inner, healer: healer, roots: roots}
+// Heals go through healer, for the registries it allows; local is the
+// node's content store and image records, which the lost digest is served
+// from and re-resolved through (a lost child is healed through its index).
+func NewHealingResolver(inner remotes.Resolver, healer Healer, local content.Local) *HealingResolver {
+	return &HealingResolver{inner: inner, healer: healer, local: local}
 }
 
-// Resolve resolves ref with the wrapped resolver, healing on NotFound.
+// Resolve resolves ref with the wrapped resolver, healing on NotFound. A
+// reference regmend cannot parse is an errdefs.ErrInvalidArgument error.
 func (r *HealingResolver) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
 	name, desc, err := r.inner.Resolve(ctx, ref)
 	if err == nil || !errdefs.IsNotFound(err) {
 		return name, desc, err
 	}
-	spec, perr := reference.Parse(ref)
-	dgst := spec.Digest()
-	if perr != nil || dgst == "" || dgst.Validate() != nil {
+	parsed, perr := imageref.Parse(ref)
+	if perr != nil {
+		return name, desc, fmt.Errorf("%w (and %w)", err, perr)
+	}
+	if parsed.Digest == "" {
 		return name, desc, err // a tag must never resolve to local content
 	}
-	registry := spec.Hostname()
-	local, lerr := content.Describe(ctx, r.healer.store, dgst)
-	if lerr != nil || !r.healer.remote.Allowed(registry) {
+	local, lerr := content.Describe(ctx, r.local.Store, parsed.Digest)
+	if lerr != nil || !r.healer.Allowed(parsed.Registry) {
 		return name, desc, err
 	}
-	if herr := r.heal(ctx, registry, spec, local); herr != nil {
+	if herr := r.heal(ctx, parsed, local); herr != nil {
 		log.G(ctx).WithError(herr).WithField("ref", ref).Warn("heal on not found failed; serving local content")
 	} else if name, desc, err2 := r.inner.Resolve(ctx, ref); err2 == nil {
 		return name, desc, nil
@@ -60,14 +69,13 @@ func (r *HealingResolver) Resolve(ctx context.Context, ref string) (string, ocis
 	return ref, local, nil
 }
 
-func (r *HealingResolver) heal(ctx context.Context, registry string, spec reference.Spec, local ocispec.Descriptor) error {
-	repo := spec.Locator[len(registry)+1:]
-	roots, err := r.roots.Roots(ctx, registry, repo, local.Digest)
+func (r *HealingResolver) heal(ctx context.Context, ref imageref.Ref, local ocispec.Descriptor) error {
+	roots, err := r.local.Roots(ctx, ref.Registry, ref.Repository, local.Digest)
 	if err != nil {
 		return err
 	}
 	for _, root := range roots {
-		if _, err := r.healer.Heal(ctx, Target{Registry: registry, Repository: repo, Root: root}); err != nil {
+		if _, err := r.healer.Heal(ctx, heal.Target{Registry: ref.Registry, Repository: ref.Repository, Root: root}); err != nil {
 			return err
 		}
 	}
@@ -86,15 +94,12 @@ func (r *HealingResolver) Fetcher(ctx context.Context, ref string) (remotes.Fetc
 		if err == nil || !errdefs.IsNotFound(err) {
 			return rc, err
 		}
-		ra, lerr := r.healer.store.ReaderAt(ctx, desc)
+		local, lerr := content.Open(ctx, r.local.Store, desc)
 		if lerr != nil {
 			return nil, err
 		}
 		log.G(ctx).WithField("digest", desc.Digest).Debug("registry lacks content; serving it from the local store")
-		return struct {
-			io.Reader
-			io.Closer
-		}{ctrcontent.NewReader(ra), ra}, nil
+		return local, nil
 	}), nil
 }
 

@@ -3,12 +3,7 @@ package resolver
 import (
 	"testing"
 
-	"github.com/containerd/log"
-	"go.uber.org/goleak"
+	"github.com/regmend/regmend/internal/imagetest"
 )
 
-func TestMain(m *testing.M) {
-	// containerd's local store warns that fsverity is unsupported in tmpfs.
-	_ = log.SetLevel("error")
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
-}
+func TestMain(m *testing.M) { imagetest.Main(m) }

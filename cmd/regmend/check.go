@@ -16,8 +16,11 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
 
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
 	"github.com/regmend/regmend/internal/daemon"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 func checkCommand() *cli.Command {
@@ -59,7 +62,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 		regs = cfg.Registries
 	}
 	for _, r := range regs {
-		if err := resolver.ValidateRegistry(r); err != nil {
+		if err := imageref.ValidateRegistry(r); err != nil {
 			return &exitCode{code: exitUsage, err: err}
 		}
 	}
@@ -72,7 +75,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 		if err != nil {
 			return err
 		}
-		if len(regs) > 0 && !slices.Contains(regs, ref.registry) {
+		if len(regs) > 0 && !slices.Contains(regs, ref.Registry) {
 			return usageError("image %s is not of the registries named by --registry %v", raw, regs)
 		}
 		refs = append(refs, ref)
@@ -81,9 +84,9 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if conc < 1 || rate < 0 || math.IsNaN(rate) {
 		return usageError("--concurrency must be at least 1 and --rate at least 0")
 	}
-	opts := []resolver.RemoteOption{resolver.WithRegistries(regs...)}
+	opts := []registry.Option{registry.WithRegistries(regs...)}
 	if rate > 0 {
-		opts = append(opts, resolver.WithRequestRate(rate, max(1, int(math.Ceil(rate)))))
+		opts = append(opts, registry.WithRequestRate(rate, max(1, int(math.Ceil(rate)))))
 	}
 	rem, err := remote(cmd, opts...)
 	if err != nil {
@@ -94,7 +97,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer n.Close()
-	healer, err := resolver.NewHealer(n.store(), rem, resolver.WithDeepCheck(cmd.Bool("deep")))
+	healer, err := heal.NewHealer(n.store(), rem, heal.WithDeepCheck(cmd.Bool("deep")))
 	if err != nil {
 		return err
 	}
@@ -110,10 +113,10 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if len(found.targets) == 0 {
 		fmt.Fprintf(os.Stderr, "regmend: no images of %v in containerd namespace %s\n", regs, n.ns)
 	}
-	checkOpts := []resolver.CheckOption{resolver.WithFix(cmd.Bool("fix")), resolver.WithImageConcurrency(conc)}
+	checkOpts := []heal.CheckOption{heal.WithFix(cmd.Bool("fix")), heal.WithImageConcurrency(conc)}
 	tty := term.IsTerminal(int(os.Stderr.Fd()))
 	if tty {
-		checkOpts = append(checkOpts, resolver.WithProgress(progress(os.Stderr)))
+		checkOpts = append(checkOpts, heal.WithProgress(progress(os.Stderr)))
 	}
 	rep, err := healer.Check(ctx, found.targets, checkOpts...)
 	if tty {
@@ -132,7 +135,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 }
 
 // checkStatus turns a report into the exit status: an error outranks damage.
-func checkStatus(rep *resolver.CheckReport) error {
+func checkStatus(rep *heal.CheckReport) error {
 	after := ""
 	if rep.Fix {
 		after = " after --fix"
@@ -156,12 +159,12 @@ func imageCount(n int) string {
 // checkTargets are the images to check, each once, with the names this
 // node knows it by.
 type checkTargets struct {
-	targets []resolver.Target
+	targets []heal.Target
 	names   [][]string
 	index   map[string]int
 }
 
-func (c *checkTargets) add(t resolver.Target, name string) {
+func (c *checkTargets) add(t heal.Target, name string) {
 	if c.index == nil {
 		c.index = map[string]int{}
 	}
@@ -198,27 +201,27 @@ func (c *checkTargets) fromRefs(ctx context.Context, n *node, refs []imageRef) e
 // fromRecords takes every image record of the namespace whose registry is
 // one of regs.
 func (c *checkTargets) fromRecords(ctx context.Context, n *node, regs []string) error {
-	targets, err := resolver.ImageTargets(ctx, n.images(), regs)
+	targets, err := content.ImageTargets(ctx, n.images(), regs)
 	if err != nil {
 		return fmt.Errorf("containerd namespace %s: %w", n.ns, err)
 	}
-	for _, t := range targets {
-		for _, name := range t.Names {
-			c.add(t.Target, name)
+	for _, img := range targets {
+		for _, name := range img.Names {
+			c.add(heal.TargetOf(img), name)
 		}
 	}
 	return nil
 }
 
-func progress(w io.Writer) func(done, total int, img *resolver.ImageReport) {
-	return func(done, total int, img *resolver.ImageReport) {
+func progress(w io.Writer) func(done, total int, img *heal.ImageReport) {
+	return func(done, total int, img *heal.ImageReport) {
 		fmt.Fprintf(w, "\r\033[Kchecked %d/%d: %s %s", done, total, img.State, img.Image)
 	}
 }
 
 // printCheck writes the report: one JSON document, or a table of images
 // followed by the details of the damaged ones.
-func printCheck(w io.Writer, asJSON bool, rep *resolver.CheckReport) error {
+func printCheck(w io.Writer, asJSON bool, rep *heal.CheckReport) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -233,12 +236,12 @@ func printCheck(w io.Writer, asJSON bool, rep *resolver.CheckReport) error {
 		return err
 	}
 	for _, img := range rep.Images {
-		if img.Found != resolver.StateHealthy {
+		if img.Found != heal.StateHealthy {
 			printDetails(w, img)
 		}
 	}
 	var counts []string
-	for _, s := range resolver.States {
+	for _, s := range heal.States {
 		counts = append(counts, fmt.Sprintf("%d %s", rep.Counts[string(s)], s))
 	}
 	after := ""
@@ -249,21 +252,21 @@ func printCheck(w io.Writer, asJSON bool, rep *resolver.CheckReport) error {
 	return err
 }
 
-func shownName(img resolver.ImageReport) string {
+func shownName(img heal.ImageReport) string {
 	if len(img.Names) > 0 {
 		return img.Names[0]
 	}
 	return img.Image
 }
 
-func shownState(img resolver.ImageReport) string {
-	if img.Fix != nil && img.Found != img.State && img.State == resolver.StateHealthy {
+func shownState(img heal.ImageReport) string {
+	if img.Fix != nil && img.Found != img.State && img.State == heal.StateHealthy {
 		return "healed"
 	}
 	return string(img.State)
 }
 
-func printDetails(w io.Writer, img resolver.ImageReport) {
+func printDetails(w io.Writer, img heal.ImageReport) {
 	fmt.Fprintf(w, "\n%s %s", shownState(img), img.Image)
 	if names := slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return n == img.Image }); len(names) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(names, ", "))
@@ -273,7 +276,7 @@ func printDetails(w io.Writer, img resolver.ImageReport) {
 		fmt.Fprintf(w, "  error: %s\n", img.Error)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	line := func(label string, n resolver.NodeResult) {
+	line := func(label string, n heal.NodeResult) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", label, n.Kind, n.Digest, units.HumanSize(float64(n.Size)), platform(n.Platform), n.Reason)
 	}
 	if f := img.Fix; f != nil && len(f.Pushed)+len(f.Left) > 0 {

@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v3"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 )
 
 func healCommand() *cli.Command {
@@ -45,8 +45,9 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	if r := cmd.String("retain"); r != "tag" && r != "none" {
-		return usageError("--retain %q: want tag or none", r)
+	retain, err := heal.ParseRetention(cmd.String("retain"))
+	if err != nil {
+		return usageError("--retain: %v", err)
 	}
 	n, ctx, err := connect(ctx, cmd)
 	if err != nil {
@@ -57,9 +58,9 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	opts := []resolver.HealerOption{resolver.WithRetention(cmd.String("retain")), resolver.WithConcurrency(int(cmd.Int("concurrency")))}
+	opts := []heal.HealerOption{heal.WithRetention(retain), heal.WithConcurrency(int(cmd.Int("concurrency")))}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		opts = append(opts, resolver.WithPushProgress(func(p resolver.Progress) {
+		opts = append(opts, heal.WithPushProgress(func(p heal.Progress) {
 			fmt.Fprintf(os.Stderr, "\r\033[Kpushing %s: %d/%d, %s of %s", p.Target, p.Done, p.Total,
 				units.HumanSize(float64(p.BytesDone)), units.HumanSize(float64(p.BytesTotal)))
 			if p.Done == p.Total {
@@ -67,7 +68,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 			}
 		}))
 	}
-	healer, err := resolver.NewHealer(n.store(), rem, opts...)
+	healer, err := heal.NewHealer(n.store(), rem, opts...)
 	if err != nil {
 		return &exitCode{code: exitUsage, err: err}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v3"
 
+	"github.com/regmend/regmend/internal/daemon"
 	"github.com/regmend/regmend/internal/hostsfile"
 )
 
@@ -20,12 +21,23 @@ func hostsCommand() *cli.Command {
 registry first and regmend's mirror only after the registry answered 404.
 Keeps everything already in the file, backs it up before changing it, does
 nothing when it is already right, and refuses a file it cannot parse. Then
-checks that containerd's CRI config_path makes containerd read it.`,
+checks that containerd's CRI config_path makes containerd read it.
+
+With --mirror-token-file, regmend's entry also carries the node's mirror
+token as the X-Regmend-Token header (the file is created if absent, and the
+token is only ever read from it); serve --mirror-token-file then refuses
+every request without it. Run again after the token changes to rotate it.
+
+With --remove, takes regmend's entry out again (uninstall) and leaves the
+rest of the file byte for byte; a file regmend created and nothing else was
+added to is deleted. Idempotent; keeps a backup.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mirror", Value: "http://127.0.0.1:5050", Usage: "regmend's mirror `URL` (serve --listen)"},
 			&cli.StringFlag{Name: "server-scheme", Usage: "`http` or https for the registry, when the file names no server (default https)"},
 			&cli.StringFlag{Name: "containerd-config", Value: "/etc/containerd/config.toml", Usage: "containerd's config `file`, checked for CRI's config_path"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the resulting file; write nothing"},
+			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent), written into the mirror's entry as the " + daemon.MirrorTokenHeader + " header"},
+			&cli.BoolFlag{Name: "remove", Usage: "take regmend's entry out of the file instead (uninstall)"},
 		},
 		Action: runHosts,
 	}
@@ -34,6 +46,9 @@ checks that containerd's CRI config_path makes containerd read it.`,
 func runHosts(ctx context.Context, cmd *cli.Command) error {
 	if cmd.NArg() != 1 {
 		return usageError("hosts takes one registry (host[:port]), got %d", cmd.NArg())
+	}
+	if cmd.Bool("remove") {
+		return runHostsRemove(ctx, cmd)
 	}
 	registry, hostsDir := cmd.Args().First(), cmd.String(flagHostsDir)
 	var opts []hostsfile.Option
@@ -46,6 +61,14 @@ func runHosts(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Bool("dry-run") {
 		opts = append(opts, hostsfile.WithDryRun())
 	}
+	w := cmd.Root().Writer
+	tok, err := mirrorToken(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if !tok.Token.IsZero() {
+		opts = append(opts, hostsfile.WithMirrorToken(daemon.MirrorTokenHeader, tok.Token.Reveal()))
+	}
 	res, err := hostsfile.Ensure(ctx, hostsDir, registry, cmd.String("mirror"), opts...)
 	if errdefs.IsInvalidArgument(err) {
 		return &exitCode{code: exitUsage, err: err}
@@ -53,25 +76,8 @@ func runHosts(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	w := cmd.Root().Writer
 	verb := map[hostsfile.Action]string{hostsfile.Created: "created", hostsfile.Updated: "updated", hostsfile.Unchanged: "already right:"}[res.Action]
-	if cmd.Bool("dry-run") {
-		verb = "would write"
-	}
-	fmt.Fprintf(w, "%s %s\n", verb, res.Path)
-	if res.Backup != "" {
-		fmt.Fprintf(w, "previous file kept as %s\n", res.Backup)
-	}
-	if cmd.Bool("dry-run") {
-		w.Write(res.Content)
-	}
-	fmt.Fprintln(w, "containerd will try, in order:")
-	for _, h := range res.Hosts {
-		fmt.Fprintf(w, "  %s\n", h)
-	}
-	for _, n := range res.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
-	}
+	printHostsResult(w, res, verb, cmd.Bool("dry-run"), tok)
 	f, err := hostsfile.CheckCRIConfigPath(cmd.String("containerd-config"), hostsDir)
 	switch {
 	case err != nil:

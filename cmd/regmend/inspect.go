@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/regmend/regmend/content"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 )
 
 func inspectCommand() *cli.Command {
@@ -28,7 +28,7 @@ registry does. Asks the registry for every node, blobs included; writes nothing.
 
 // treeNode is one node of the inspect tree.
 type treeNode struct {
-	resolver.NodeResult
+	heal.NodeResult
 	Children []*treeNode `json:"children,omitempty"`
 }
 
@@ -49,7 +49,7 @@ func runInspect(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	healer, err := resolver.NewHealer(n.store(), rem, resolver.WithDeepCheck(true))
+	healer, err := heal.NewHealer(n.store(), rem, heal.WithDeepCheck(true))
 	if err != nil {
 		return err
 	}
@@ -78,8 +78,8 @@ func runInspect(ctx context.Context, cmd *cli.Command) error {
 	return nil
 }
 
-func tree(plan *resolver.Plan) *treeNode {
-	byDigest := map[string]resolver.NodeResult{}
+func tree(plan *heal.Plan) *treeNode {
+	byDigest := map[string]heal.NodeResult{}
 	for _, n := range plan.Nodes() {
 		byDigest[n.Digest.String()] = n
 	}

@@ -33,8 +33,8 @@ func TestParseRef(t *testing.T) {
 			t.Errorf("parseRef(%q) err = %v, want ok=%v", c.in, err, c.ok)
 			continue
 		}
-		if c.ok && (ref.registry != c.registry || ref.repo != c.repo) {
-			t.Errorf("parseRef(%q) = %s %s, want %s %s", c.in, ref.registry, ref.repo, c.registry, c.repo)
+		if c.ok && (ref.Registry != c.registry || ref.Repository != c.repo) {
+			t.Errorf("parseRef(%q) = %s %s, want %s %s", c.in, ref.Registry, ref.Repository, c.registry, c.repo)
 		}
 		var ec *exitCode
 		if !c.ok && (!errors.As(err, &ec) || ec.code != exitUsage) {
@@ -48,6 +48,8 @@ func TestParseRef(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "regmend.toml")
 	os.WriteFile(cfg, []byte("registry = [\"edge\"]\n"), 0o644)
+	shortToken := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(shortToken, []byte("short\n"), 0o600)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -65,6 +67,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"hosts"}, "one registry"},
 		{[]string{"hosts", "edge:5000", "--server-scheme", "ftp"}, "server-scheme"},
 		{[]string{"hosts", "edge:5000/x", "--hosts-dir", t.TempDir()}, "edge:5000/x"},
+		{[]string{"hosts", "--remove", "edge:5000", "--mirror-token-file", shortToken}, "--remove takes no --mirror-token-file"},
+		{[]string{"hosts", "--remove", "edge:5000/x", "--hosts-dir", t.TempDir()}, "edge:5000/x"},
+		{[]string{"hosts", "edge:5000", "--hosts-dir", t.TempDir(), "--mirror-token-file", shortToken}, "at least 32"},
+		{[]string{"serve", "--registry", "edge", "--mirror-token-file", shortToken}, "at least 32"},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			cmd := app()

@@ -3,19 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v3"
 
 	"github.com/regmend/regmend/content"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // node is this node's containerd, which regmend only reads.
@@ -48,71 +48,50 @@ func (n *node) store() content.Store { return n.client.ContentStore() }
 
 func (n *node) images() images.Store { return n.client.ImageService() }
 
+// local is what regmend reads of this node's containerd.
+func (n *node) local() content.Local {
+	cs := n.client.ContentStore()
+	return content.Local{Store: cs, Blobs: cs, Images: n.images()}
+}
+
 // remote builds registry access from the global flags.
-func remote(cmd *cli.Command, opts ...resolver.RemoteOption) (*resolver.Remote, error) {
-	base := []resolver.RemoteOption{resolver.WithHostsDir(cmd.String(flagHostsDir))}
+func remote(cmd *cli.Command, opts ...registry.Option) (*registry.Remote, error) {
+	base := []registry.Option{registry.WithHostsDir(cmd.String(flagHostsDir))}
 	if f := cmd.String(flagAuthFile); f != "" {
-		base = append(base, resolver.WithAuthFile(f))
+		base = append(base, registry.WithAuthFile(f))
 	}
-	return resolver.NewRemote(append(base, opts...)...)
+	return registry.NewRemote(append(base, opts...)...)
 }
 
-// imageRef is a parsed registry/repo[:tag][@digest].
+// imageRef is a parsed registry/repo[:tag][@digest], as typed.
 type imageRef struct {
-	raw, registry, repo string
-	spec                reference.Spec
+	imageref.Ref
+	raw string
 }
 
+// parseRef parses an image reference argument; a bad one is a usage error.
 func parseRef(raw string) (imageRef, error) {
-	spec, err := reference.Parse(raw)
+	ref, err := imageref.Parse(raw)
 	if err != nil {
-		return imageRef{}, usageError("image reference %q: %v (want registry/repo@digest or registry/repo:tag)", raw, err)
-	}
-	host := spec.Hostname()
-	repo := strings.TrimPrefix(spec.Locator, host+"/")
-	// reference.Parse cleans the path ("a//b", "./app"); a name that
-	// changes under cleaning is not the one the user meant.
-	if locator, _, _ := strings.Cut(raw, "@"); strings.TrimSuffix(locator, ":"+tagOf(locator)) != spec.Locator {
-		return imageRef{}, usageError("image reference %q: repository %q is not a clean name", raw, strings.TrimPrefix(locator, host+"/"))
-	}
-	if repo == spec.Locator || !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return imageRef{}, usageError("image reference %q: name the registry host (e.g. edge:5000/app@sha256:...)", raw)
-	}
-	if err := resolver.ValidateRepository(repo); err != nil {
 		return imageRef{}, &exitCode{code: exitUsage, err: err}
 	}
-	if spec.Digest() != "" {
-		if err := spec.Digest().Validate(); err != nil {
-			return imageRef{}, usageError("image reference %q: digest: %v", raw, err)
-		}
-	}
-	return imageRef{raw: raw, registry: host, repo: repo, spec: spec}, nil
-}
-
-// tagOf returns the tag of a name without digest: what follows the last
-// colon after the last slash.
-func tagOf(name string) string {
-	i := strings.LastIndexByte(name, ':')
-	if i < strings.LastIndexByte(name, '/') || i < 0 {
-		return ""
-	}
-	return name[i+1:]
+	return imageRef{Ref: ref, raw: raw}, nil
 }
 
 // targets resolves a reference to what to heal. A tag names the local image
 // record's target. A digest is re-resolved through the local indexes that
 // reference it (pulled from the same repository), so a lost child is healed
 // through its index; a digest nothing references is its own root.
-func (n *node) targets(ctx context.Context, ref imageRef) ([]resolver.Target, error) {
-	target := func(root ocispec.Descriptor) resolver.Target {
-		return resolver.Target{Registry: ref.registry, Repository: ref.repo, Root: root}
+func (n *node) targets(ctx context.Context, ref imageRef) ([]heal.Target, error) {
+	target := func(root ocispec.Descriptor) heal.Target {
+		return heal.Target{Registry: ref.Registry, Repository: ref.Repository, Root: root}
 	}
-	if d := ref.spec.Digest(); d != "" {
-		roots, err := content.Roots(ctx, n.store(), n.client.ContentStore(), n.images(), ref.registry, ref.repo, d)
+	if d := ref.Digest; d != "" {
+		roots, err := n.local().Roots(ctx, ref.Registry, ref.Repository, d)
 		if err != nil {
 			return nil, fmt.Errorf("%s in containerd namespace %s: %w", ref.raw, n.ns, err)
 		}
-		out := make([]resolver.Target, 0, len(roots))
+		out := make([]heal.Target, 0, len(roots))
 		for _, r := range roots {
 			out = append(out, target(r))
 		}
@@ -125,5 +104,5 @@ func (n *node) targets(ctx context.Context, ref imageRef) ([]resolver.Target, er
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", ref.raw, err)
 	}
-	return []resolver.Target{target(img.Target)}, nil
+	return []heal.Target{target(img.Target)}, nil
 }

@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v3"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 )
 
 // printer writes results as a table for people or JSON for scripts.
@@ -27,22 +27,22 @@ func newPrinter(cmd *cli.Command) *printer {
 }
 
 type planOutput struct {
-	Target resolver.Target       `json:"target"`
-	DryRun bool                  `json:"dryRun"`
-	Nodes  []resolver.NodeResult `json:"nodes"`
+	Target heal.Target       `json:"target"`
+	DryRun bool              `json:"dryRun"`
+	Nodes  []heal.NodeResult `json:"nodes"`
 }
 
-func (p *printer) plan(plan *resolver.Plan) {
+func (p *printer) plan(plan *heal.Plan) {
 	if p.json {
 		p.items = append(p.items, planOutput{Target: plan.Target, DryRun: true, Nodes: plan.Nodes()})
 		return
 	}
 	fmt.Fprintf(p.w, "plan for %s: %d to push, %d unhealable (dry run: nothing written)\n",
-		plan.Target, plan.Count(resolver.StatusMissing), plan.Count(resolver.StatusUnhealable))
+		plan.Target, plan.Count(heal.StatusMissing), plan.Count(heal.StatusUnhealable))
 	p.nodes(plan.Nodes())
 }
 
-func (p *printer) result(res *resolver.Result) {
+func (p *printer) result(res *heal.Result) {
 	if p.json {
 		p.items = append(p.items, res)
 		return
@@ -62,7 +62,7 @@ func (p *printer) result(res *resolver.Result) {
 	p.nodes(res.Nodes)
 }
 
-func (p *printer) nodes(nodes []resolver.NodeResult) {
+func (p *printer) nodes(nodes []heal.NodeResult) {
 	tw := tabwriter.NewWriter(p.w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tKIND\tDIGEST\tSIZE\tPLATFORM\tLOCAL\tREASON")
 	for _, n := range nodes {

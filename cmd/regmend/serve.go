@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/urfave/cli/v3"
 
@@ -27,6 +28,7 @@ background. Settings come from the -c TOML file; flags override it.`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
 			&cli.IntFlag{Name: "workers", Value: 2, Usage: "heals running at once"},
 			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
+			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent): serve only requests carrying it in the " + daemon.MirrorTokenHeader + " header (see hosts --mirror-token-file)"},
 		},
 		Action: runServe,
 	}
@@ -56,6 +58,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set("retain", func() { cfg.Retain = cmd.String("retain") })
 	set("workers", func() { cfg.Workers = int(cmd.Int("workers")) })
 	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
+	set("mirror-token-file", func() { cfg.MirrorTokenFile = cmd.String("mirror-token-file") })
 	if err := cfg.Validate(); err != nil {
 		return cfg, &exitCode{code: exitUsage, err: err}
 	}
@@ -65,12 +68,25 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	return cfg, nil
 }
 
+// serveSettings is serveConfig with the settings that need a look at files
+// checked too, before serve contacts containerd.
+func serveSettings(ctx context.Context, cmd *cli.Command) (daemon.Config, error) {
+	cfg, err := serveConfig(cmd)
+	if err != nil {
+		return cfg, err
+	}
+	if err := checkTokenFile(ctx, cfg.MirrorTokenFile); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
 func runServe(ctx context.Context, cmd *cli.Command) error {
 	if !cmd.IsSet(flagLogLevel) {
 		_ = log.SetLevel("info")
 	}
 	_ = log.SetFormat(log.JSONFormat)
-	cfg, err := serveConfig(cmd)
+	cfg, err := serveSettings(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -85,5 +101,9 @@ func runServe(ctx context.Context, cmd *cli.Command) error {
 	}
 	log.G(ctx).WithField("registries", cfg.Registries).WithField("namespace", cfg.Namespace).
 		WithField("sweep_interval", time.Duration(cfg.SweepInterval).String()).Info("regmend serving")
-	return d.Run(ctx, func(net.Addr) {})
+	err = d.Run(ctx, func(net.Addr) {})
+	if errdefs.IsInvalidArgument(err) { // a bad setting found at start, such as the token file's content
+		return &exitCode{code: exitUsage, err: err}
+	}
+	return err
 }

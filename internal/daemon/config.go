@@ -12,7 +12,9 @@ import (
 
 	"github.com/containerd/errdefs"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // Config holds the daemon's settings: the `regmend serve -c` file and the
@@ -41,13 +43,22 @@ type Config struct {
 	QueueSize int `toml:"queue_size"`
 	// Workers is how many heals run at once.
 	Workers int `toml:"workers"`
+	// MirrorTokenFile holds the mirror token; it is created (mode 0600) if
+	// absent and re-read when it changes. The mirror then answers 404 to any
+	// request without the token in the X-Regmend-Token header, which
+	// `regmend hosts --mirror-token-file` writes into hosts.toml for
+	// containerd. "" leaves the mirror open to every local process.
+	MirrorTokenFile string `toml:"mirror_token_file"`
 }
 
-// Default settings.
+// Default settings; the rest come from the packages that own them
+// (registry.DefaultHostsDir, heal.DefaultWorkers, ...).
 const (
 	DefaultListen        = "127.0.0.1:5050"
 	DefaultMetricsListen = "127.0.0.1:5051"
 	DefaultSweepInterval = 30 * time.Minute
+	// DefaultNamespace is CRI's containerd namespace.
+	DefaultNamespace = "k8s.io"
 )
 
 // DefaultConfig returns the defaults.
@@ -55,12 +66,12 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:        DefaultListen,
 		MetricsListen: DefaultMetricsListen,
-		Namespace:     "k8s.io",
-		HostsDir:      "/etc/containerd/certs.d",
+		Namespace:     DefaultNamespace,
+		HostsDir:      registry.DefaultHostsDir,
 		SweepInterval: Duration(DefaultSweepInterval),
-		Retain:        "tag",
-		QueueSize:     256,
-		Workers:       2,
+		Retain:        string(heal.RetainTag),
+		QueueSize:     heal.DefaultQueueSize,
+		Workers:       heal.DefaultWorkers,
 	}
 }
 
@@ -91,17 +102,18 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, r := range c.Registries {
-		if err := resolver.ValidateRegistry(r); err != nil {
+		if err := imageref.ValidateRegistry(r); err != nil {
 			return fmt.Errorf("registries: %w", err)
 		}
+	}
+	if _, err := heal.ParseRetention(c.Retain); err != nil {
+		return bad("retain %q: want %s or %s", c.Retain, heal.RetainTag, heal.RetainNone)
 	}
 	switch {
 	case c.Namespace == "":
 		return bad("namespace is empty")
 	case c.SweepInterval < 0:
 		return bad("sweep_interval %s is negative", c.SweepInterval)
-	case c.Retain != "tag" && c.Retain != "none":
-		return bad("retain %q: want tag or none", c.Retain)
 	case c.QueueSize < 1:
 		return bad("queue_size %d: must be at least 1", c.QueueSize)
 	case c.Workers < 1:
@@ -126,4 +138,5 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
+// String writes the duration as a Go duration string.
 func (d Duration) String() string { return time.Duration(d).String() }

@@ -10,13 +10,16 @@ import (
 
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regmend/regmend/content"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/mirror"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // ContentStore is what the daemon reads of containerd's content store.
@@ -37,44 +40,45 @@ type Stores struct {
 type Daemon struct {
 	cfg     Config
 	stores  Stores
-	healer  *resolver.Healer
-	queue   *resolver.Queue
-	mirror  *resolver.Mirror
-	metrics *resolver.Metrics
+	healer  *heal.Healer
+	queue   *heal.Queue
+	mirror  *mirror.Mirror
+	metrics *heal.Metrics
 	reg     *prometheus.Registry
 }
 
-// New validates cfg and builds the daemon. excludeSelf keeps regmend from
-// ever calling its own mirror, whatever hosts.toml lists.
+// New validates cfg and builds the daemon. The mirror's own listen address
+// is excluded from registry access, so regmend never calls itself whatever
+// hosts.toml lists.
 func New(cfg Config, stores Stores) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	remote, err := resolver.NewRemote(
-		resolver.WithHostsDir(cfg.HostsDir),
-		resolver.WithAuthFile(cfg.AuthFile),
-		resolver.WithExcludedHost(cfg.Listen),
-		resolver.WithRegistries(cfg.Registries...),
+	if len(cfg.Registries) == 0 {
+		return nil, fmt.Errorf("no registries configured: regmend serves and heals only the registries it is given: %w", errdefs.ErrInvalidArgument)
+	}
+	remote, err := registry.NewRemote(
+		registry.WithHostsDir(cfg.HostsDir),
+		registry.WithAuthFile(cfg.AuthFile),
+		registry.WithExcludedHost(cfg.Listen),
+		registry.WithRegistries(cfg.Registries...),
 	)
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Registries) == 0 {
-		return nil, fmt.Errorf("no registries configured: regmend serves and heals only the registries it is given")
-	}
 	d := &Daemon{cfg: cfg, stores: stores, reg: prometheus.NewRegistry()}
-	d.metrics = resolver.NewMetrics(d.reg)
-	d.healer, err = resolver.NewHealer(stores.Content, remote, resolver.WithRetention(cfg.Retain))
+	d.metrics = heal.NewMetrics(d.reg)
+	d.healer, err = heal.NewHealer(stores.Content, remote, heal.WithRetention(heal.Retention(cfg.Retain)))
 	if err != nil {
 		return nil, err
 	}
-	roots := resolver.LocalRoots{Store: stores.Content, Blobs: stores.Content, Images: stores.Images}
-	d.queue, err = resolver.NewQueue(d.healer, roots,
-		resolver.WithQueueSize(cfg.QueueSize), resolver.WithWorkers(cfg.Workers), resolver.WithQueueMetrics(d.metrics))
+	local := content.Local{Store: stores.Content, Blobs: stores.Content, Images: stores.Images}
+	d.queue, err = heal.NewQueue(d.healer, local,
+		heal.WithQueueSize(cfg.QueueSize), heal.WithWorkers(cfg.Workers), heal.WithQueueMetrics(d.metrics))
 	if err != nil {
 		return nil, err
 	}
-	d.mirror = resolver.NewMirror(stores.Content, remote, resolver.WithHealQueue(d.queue), resolver.WithMirrorMetrics(d.metrics))
+	d.mirror = mirror.New(stores.Content, remote, mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg)))
 	return d, nil
 }
 
@@ -82,18 +86,22 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 func (d *Daemon) Mirror() http.Handler { return d.mirror }
 
 // Queue returns the background heal queue.
-func (d *Daemon) Queue() *resolver.Queue { return d.queue }
+func (d *Daemon) Queue() *heal.Queue { return d.queue }
 
 // Run serves until ctx is done, then shuts the servers down gracefully.
 // ready, if set, is called with the mirror's bound address.
 func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
+	handler, err := d.guardMirror(ctx)
+	if err != nil {
+		return err
+	}
 	mirrorLn, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("mirror listen: %w", err)
 	}
 	logListen(ctx, mirrorLn.Addr())
-	servers := []*http.Server{{Handler: d.mirror, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{mirrorLn}
 	if d.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", d.cfg.MetricsListen)

@@ -7,7 +7,8 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/heal"
 )
 
 // A node that already holds a child manifest never pulls it again, so it
@@ -64,17 +65,17 @@ func jitter(d time.Duration) time.Duration {
 
 // SweepOnce checks every image of the configured registries and heals what
 // it can, recording the result in metrics.
-func (d *Daemon) SweepOnce(ctx context.Context) *resolver.CheckReport {
-	targets, err := resolver.ImageTargets(ctx, d.stores.Images, d.cfg.Registries)
+func (d *Daemon) SweepOnce(ctx context.Context) *heal.CheckReport {
+	images, err := content.ImageTargets(ctx, d.stores.Images, d.cfg.Registries)
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("sweep: cannot list images")
 		return nil
 	}
-	ts := make([]resolver.Target, len(targets))
-	for i, t := range targets {
-		ts[i] = t.Target
+	ts := make([]heal.Target, len(images))
+	for i, img := range images {
+		ts[i] = heal.TargetOf(img)
 	}
-	rep, err := d.healer.Check(ctx, ts, resolver.WithFix(true))
+	rep, err := d.healer.Check(ctx, ts, heal.WithFix(true))
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("sweep failed")
 		return nil

@@ -12,6 +12,12 @@
 // file is edited as text, never re-encoded, so comments and formatting
 // survive.
 //
+// With [WithMirrorToken], regmend's entry also carries a per-host header
+// holding the node's mirror token, which containerd sends to the mirror and
+// nobody else has; a file holding it is kept at mode 0600. [Remove] undoes
+// Ensure: it takes regmend's entry out and gives back the user's text byte
+// for byte.
+//
 // Ensure never writes a file containerd cannot use: every candidate is loaded
 // with containerd's own config package (core/remotes/docker/config) and the
 // resulting host order is checked before anything is written. Existing files

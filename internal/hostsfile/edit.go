@@ -38,6 +38,7 @@ var (
 // target is what Ensure is asked to arrange.
 type target struct {
 	registry      string
+	header, token string // the mirror token's header (WithMirrorToken)
 	mirror        endpoint
 	mirrorKey     string
 	defaultKey    string // registry's host key when the file sets no server
@@ -57,10 +58,7 @@ func edit(src []byte, t target) ([]byte, error) {
 	if err := toml.Unmarshal(src, &cfg); err != nil {
 		return nil, err
 	}
-	eol := "\n"
-	if bytes.Contains(src, []byte("\r\n")) {
-		eol = "\r\n"
-	}
+	eol := eolOf(src)
 
 	regKey, isDefault, err := serverKey(cfg.Server, t)
 	if err != nil {
@@ -131,13 +129,20 @@ func edit(src []byte, t target) ([]byte, error) {
 		moved = []byte(mirrorBlock(t.mirrorKey, eol))
 	}
 
-	out := endBlock(body, eol)
+	// What regmend adds follows the user's text after exactly one line
+	// ending (a blank line, when the file ends with a newline), so that
+	// Remove can give the file back byte for byte. When regmend's entry was
+	// already there and moves, there is no such original: keep it tidy.
+	out := separate(body, eol)
+	if len(mirrorKeys) > 0 {
+		out = endBlock(body, eol)
+	}
 	if !haveRegistry {
 		blk, err := registryBlock(regKey, cfg.hostFields, isDefault, isDefault && t.defaultNoTLSV, eol)
 		if err != nil {
 			return nil, err
 		}
-		out = endBlock(append(out, blk...), eol)
+		out = append(append(out, blk...), eol...)
 	}
 	// The moved text may end with the blank lines that followed it.
 	return append(out, endLine(bytes.TrimRight(moved, " \t\r\n"), eol)...), nil
@@ -244,6 +249,14 @@ func registryBlock(key string, top hostFields, isDefault, forceSkip bool, eol st
 	return []byte(b.String()), nil
 }
 
+// eolOf returns the line ending src uses: CRLF if it has any, else LF.
+func eolOf(src []byte) string {
+	if bytes.Contains(src, []byte("\r\n")) {
+		return "\r\n"
+	}
+	return "\n"
+}
+
 func header(key, eol string) string { return "[host." + quote(key) + "]" + eol }
 
 func capsLine(caps []string, eol string) string {
@@ -260,6 +273,14 @@ func endLine(b []byte, eol string) []byte {
 		b = append(b, eol...)
 	}
 	return b
+}
+
+// separate appends one line ending to b, unless b is empty.
+func separate(b []byte, eol string) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	return append(b, eol...)
 }
 
 // endBlock makes b end with a blank line (unless it is empty), so that a

@@ -33,10 +33,10 @@ type Result struct {
 	// Action is what happened to it.
 	Action Action
 	// Backup is the copy of the previous file, when an existing file was
-	// changed (empty otherwise, and always with WithDryRun).
+	// changed or removed (empty otherwise, and always with WithDryRun).
 	Backup string
-	// Content is the file's content after Ensure (what it would be, with
-	// WithDryRun).
+	// Content is the file's content after Ensure or Remove (what it would
+	// be, with WithDryRun); nil when Remove deletes the file.
 	Content []byte
 	// Hosts lists the hosts containerd will try for the registry, in order,
 	// as containerd's config package loaded Content: "scheme://host/path
@@ -50,8 +50,9 @@ type Result struct {
 type Option func(*options)
 
 type options struct {
-	scheme string
-	dryRun bool
+	scheme        string
+	dryRun        bool
+	header, token string // WithMirrorToken
 }
 
 // WithServerScheme sets the scheme ("http" or "https") of the registry's
@@ -104,7 +105,10 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	if hostsDir == "" {
 		return Result{}, fmt.Errorf("hosts directory not set: %w", errdefs.ErrInvalidArgument)
 	}
-	t := target{registry: registry, mirror: mirror, mirrorKey: mirrorKey}
+	if (o.header == "") != (o.token == "") || strings.ContainsAny(o.header+o.token, "\r\n\x00") {
+		return Result{}, fmt.Errorf("mirror token header: want a header name and a value, on one line: %w", errdefs.ErrInvalidArgument)
+	}
+	t := target{registry: registry, mirror: mirror, mirrorKey: mirrorKey, header: o.header, token: o.token}
 	t.defaultKey, t.defaultNoTLSV = defaultServer(registry, o.scheme)
 
 	regDir, notes, err := registryDir(hostsDir, registry)
@@ -117,13 +121,16 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	}
 
 	src, mode, err := readHostsFile(res.Path)
-	exists := err == nil
+	exists, orderOK := err == nil, false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if src, err = newFile(regDir, t); err != nil {
 			return Result{}, err
 		}
 		mode = 0o644
+		if t.token != "" {
+			mode = 0o600
+		}
 	case err != nil:
 		return Result{}, err
 	default:
@@ -134,11 +141,12 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 		if _, err := scan(src); err != nil {
 			return refuse("refusing to modify: %v", err)
 		}
-		if regEP, err := registryEndpoint(src, t); err == nil && checkOrder(hosts, regEP, mirror) == nil {
-			res.Action, res.Content, res.Hosts = Unchanged, src, describe(hosts)
-			return res, nil
+		regEP, err := registryEndpoint(src, t)
+		orderOK = err == nil && checkOrder(hosts, regEP, mirror) == nil
+		if orderOK && checkToken(hosts, t) == nil {
+			return unchanged(res, src, mode, hosts, t, o.dryRun)
 		}
-		if o.scheme != "" {
+		if !orderOK && o.scheme != "" {
 			res.Notes = append(res.Notes, "the server scheme option applies only when the file sets no server")
 		}
 	}
@@ -147,7 +155,12 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	if exists {
 		verb = "modify"
 	}
-	out, err := edit(src, t)
+	var out []byte
+	if orderOK { // only the token changes: in place, nothing moves
+		out, err = setHeader(src, t, eolOf(src))
+	} else if out, err = edit(src, t); err == nil && t.token != "" {
+		out, err = setHeader(out, t, eolOf(src))
+	}
 	if errdefs.IsInvalidArgument(err) || errdefs.IsFailedPrecondition(err) {
 		return Result{}, fmt.Errorf("%s: refusing to %s: %w", res.Path, verb, err)
 	} else if err != nil {
@@ -158,6 +171,9 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 		var regEP endpoint
 		if regEP, err = registryEndpoint(out, t); err == nil {
 			err = checkOrder(hosts, regEP, mirror)
+		}
+		if err == nil {
+			err = checkToken(hosts, t)
 		}
 	}
 	if err != nil {
@@ -172,6 +188,9 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
+	}
+	if t.token != "" {
+		mode &^= 0o077 // the file and its backup hold a secret
 	}
 	if exists {
 		if res.Backup, err = backup(res.Path, src, mode); err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -54,6 +55,49 @@ func FuzzEnsure(f *testing.F) {
 		again, err := Ensure(context.Background(), dir, testRegistry, testMirror)
 		if err != nil || again.Action != Unchanged {
 			t.Fatalf("second run: %v %v\n%s", again.Action, err, readFile(t, p))
+		}
+	})
+}
+
+// FuzzInstallThenRemove: for any file Ensure accepts that has no regmend
+// entry yet, Ensure with a token, a rotation, then Remove give back the
+// original bytes exactly (or, for a file Ensure created, no file); any other
+// file still loses regmend's entry and stays loadable.
+func FuzzInstallThenRemove(f *testing.F) {
+	for _, o := range originals {
+		if !o.certs {
+			f.Add(o.content)
+		}
+	}
+	f.Add(wrongPlaceFile)
+	f.Add("[host.\"https://a\"]\n[host.\"https://a\".header]\nX = \"y\"\n# tail\n")
+	f.Fuzz(func(t *testing.T, content string) {
+		dir := t.TempDir()
+		p := writeHosts(t, dir, testRegistry, content, 0o644)
+		ctx := context.Background()
+		if _, err := Ensure(ctx, dir, testRegistry, testMirror, WithMirrorToken(testHeader, token1)); err != nil {
+			return
+		}
+		if _, err := Ensure(ctx, dir, testRegistry, testMirror, WithMirrorToken(testHeader, token2)); err != nil {
+			t.Fatalf("rotation: %v\n%s", err, readFile(t, p))
+		}
+		res, err := Remove(ctx, dir, testRegistry, testMirror)
+		if err != nil {
+			t.Fatalf("remove: %v\n%s", err, readFile(t, p))
+		}
+		if res.Action == Removed {
+			return
+		}
+		got := readFile(t, p)
+		if strings.Contains(got, token2) {
+			t.Fatalf("the token is still there:\n%s", got)
+		}
+		// Text that is regmend's own could not have been told apart.
+		if strings.Contains(content, "5050") || strings.Contains(content, "The registry itself") || strings.Contains(content, "written by regmend") {
+			return
+		}
+		if got != content {
+			t.Fatalf("install then remove:\n%q\nwant:\n%q", got, content)
 		}
 	})
 }

@@ -5,12 +5,12 @@ import (
 	"net"
 	"net/url"
 	"path"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
+
+	"github.com/regmend/regmend/imageref"
 )
 
 // endpoint is a registry API endpoint the way containerd resolves a hosts.toml
@@ -57,53 +57,6 @@ func apiRoot(p string) string {
 	return p
 }
 
-var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$`)
-
-// checkHostPort checks a host[:port] the way an image reference domain is
-// written: a DNS name or IPv4 address, or a bracketed IPv6 address, with an
-// optional port 1-65535.
-func checkHostPort(hp string) error {
-	host, port := hp, ""
-	if strings.HasPrefix(hp, "[") {
-		end := strings.IndexByte(hp, ']')
-		if end < 0 {
-			return fmt.Errorf("unterminated IPv6 address")
-		}
-		host, port = hp[1:end], hp[end+1:]
-		if ip := net.ParseIP(host); ip == nil || ip.To4() != nil {
-			return fmt.Errorf("%q is not an IPv6 address", host)
-		}
-		if port != "" {
-			if port[0] != ':' {
-				return fmt.Errorf("unexpected %q after IPv6 address", port)
-			}
-			port = port[1:]
-			if err := checkPort(port); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if i := strings.LastIndexByte(hp, ':'); i >= 0 {
-		host, port = hp[:i], hp[i+1:]
-		if err := checkPort(port); err != nil {
-			return err
-		}
-	}
-	if !hostnameRE.MatchString(host) {
-		return fmt.Errorf("%q is not a valid host name", host)
-	}
-	return nil
-}
-
-func checkPort(port string) error {
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
-		return fmt.Errorf("invalid port %q", port)
-	}
-	return nil
-}
-
 // validateRegistry checks that registry is a bare host[:port], as containerd
 // passes it to the host directory lookup.
 func validateRegistry(registry string) error {
@@ -116,17 +69,8 @@ func validateRegistry(registry string) error {
 		return bad("empty")
 	case registry == "_default":
 		return bad("_default applies to every registry and has no server of its own, so regmend cannot be put after it")
-	case strings.Contains(registry, "://"):
-		return bad("has a scheme")
-	case strings.ContainsAny(registry, "/\\"):
-		return bad("has a path")
-	case strings.ContainsAny(registry, " \t\r\n@?#\""):
-		return bad("has characters not allowed in a host name")
 	}
-	if err := checkHostPort(registry); err != nil {
-		return bad(err.Error())
-	}
-	return nil
+	return imageref.ValidateRegistry(registry)
 }
 
 // parseMirror validates mirrorURL and returns its endpoint and the host key
@@ -151,8 +95,8 @@ func parseMirror(mirrorURL string) (endpoint, string, error) {
 	case u.Path != "" && u.Path != "/":
 		return endpoint{}, "", bad("a path is not allowed")
 	}
-	if err := checkHostPort(u.Host); err != nil {
-		return endpoint{}, "", bad(err.Error())
+	if err := imageref.ValidateRegistry(u.Host); err != nil {
+		return endpoint{}, "", bad("host: " + err.Error())
 	}
 	key := u.Scheme + "://" + u.Host
 	return endpoint{scheme: u.Scheme, host: u.Host}, key, nil

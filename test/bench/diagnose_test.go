@@ -18,7 +18,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -92,7 +93,7 @@ func (r *countedReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func diagnoseHeal(ctx context.Context, t *testing.T, rep *report, node *harness.Containerd, reg *harness.Registry, repo string, root ocispec.Descriptor, total int64, what string, runs int) {
 	cl := node.Client()
 	ctx = namespaces.WithNamespace(ctx, node.Namespace())
-	remote, err := resolver.NewRemote(resolver.WithHostsDir(node.HostsDir()))
+	remote, err := registry.NewRemote(registry.WithHostsDir(node.HostsDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func diagnoseHeal(ctx context.Context, t *testing.T, rep *report, node *harness.
 			emptyRegistry(t, reg)
 			syscall.Sync()
 			store := &readCounter{Store: cl.ContentStore(), block: v.block}
-			healer, err := resolver.NewHealer(store, remote)
+			healer, err := heal.NewHealer(store, remote)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func diagnoseHeal(ctx context.Context, t *testing.T, rep *report, node *harness.
 			c0, r0, s0 := cpuTime(cpid), cpuTime(rpid), selfCPU()
 			stop := startProfile(t, fmt.Sprintf("heal-%s-block%d-%d.pprof", repo, v.block, i))
 			start := time.Now()
-			_, err = healer.Heal(ctx, resolver.Target{Registry: reg.Addr(), Repository: repo, Root: root})
+			_, err = healer.Heal(ctx, heal.Target{Registry: reg.Addr(), Repository: repo, Root: root})
 			d = append(d, time.Since(start))
 			stop()
 			self, ctrd, regd = append(self, selfCPU()-s0), append(ctrd, cpuTime(cpid)-c0), append(regd, cpuTime(rpid)-r0)

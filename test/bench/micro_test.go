@@ -12,11 +12,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/mirror"
+	"github.com/regmend/regmend/resolver/registry"
 )
 
 // Go benchmarks of regmend's hot paths, on real local content stores and
@@ -54,7 +56,7 @@ func BenchmarkClosureWalk(b *testing.B) {
 // its base URL and a hosts directory that reaches it.
 func memRegistry(tb testing.TB) (base, host, hostsDir string) {
 	tb.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	tb.Cleanup(srv.Close)
 	host = strings.TrimPrefix(srv.URL, "http://")
 	hostsDir = tb.TempDir()
@@ -76,15 +78,15 @@ func benchPlan(b *testing.B, present bool) {
 	if present {
 		imagetest.Push(b, base, microRepo, "v1", idx)
 	}
-	remote, err := resolver.NewRemote(resolver.WithHostsDir(hostsDir))
+	remote, err := registry.NewRemote(registry.WithHostsDir(hostsDir))
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := resolver.NewHealer(cs, remote)
+	h, err := heal.NewHealer(cs, remote)
 	if err != nil {
 		b.Fatal(err)
 	}
-	target := resolver.Target{Registry: host, Repository: microRepo, Root: idx.Root()}
+	target := heal.Target{Registry: host, Repository: microRepo, Root: idx.Root()}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -108,11 +110,11 @@ func mirrorServer(b *testing.B) (*httptest.Server, *imagetest.Object) {
 	cs, _ := imagetest.LocalStore(b)
 	img := imagetest.Manifest(b, imagetest.OCI, imagetest.Platform("linux", "amd64"), 1, healLayerSize)
 	imagetest.WriteLocal(b, cs, microRegistry, microRepo, img)
-	remote, err := resolver.NewRemote(resolver.WithRegistries(microRegistry), resolver.WithHostsDir(""))
+	remote, err := registry.NewRemote(registry.WithRegistries(microRegistry), registry.WithHostsDir(""))
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(resolver.NewMirror(cs, remote))
+	srv := httptest.NewServer(mirror.New(cs, remote))
 	b.Cleanup(srv.Close)
 	return srv, img
 }

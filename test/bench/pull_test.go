@@ -4,20 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/mirror"
+	"github.com/regmend/regmend/resolver/registry"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -27,57 +26,22 @@ const (
 	pullLayerSize = 8 << 20
 )
 
-// server is a running `regmend serve`.
-type server struct {
-	mirror, metrics string // http://127.0.0.1:PORT
-	proc            *harness.Proc
-}
-
 // startServe runs `regmend serve` against node for reg; it stops on t's
 // cleanup. Each run gets a fresh heal queue, which otherwise skips a digest
 // it healed a moment ago.
-func startServe(t *testing.T, node *harness.Containerd, reg *harness.Registry) *server {
+func startServe(t *testing.T, node *harness.Containerd, reg *harness.Registry) *harness.Server {
 	t.Helper()
-	s := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
-	s.proc = harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: harness.ProductBinary(t, "regmend"), Args: regmendArgs(node,
-		"serve", "--listen", strings.TrimPrefix(s.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.metrics, "http://"),
-		"--registry", reg.Addr(), "--sweep-interval", "0", "--log-level", "info")})
-	err := harness.WaitFor(10*time.Second, s.proc, "regmend /healthz", func() error {
-		resp, err := http.Get(s.metrics + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), LogLevel: "info"})
 }
 
-// requests is the mirror requests regmend answered: with content when
+// mirrorRequests is the mirror requests regmend answered: with content when
 // outcome is "served", any when it is "".
-func (s *server) requests(t *testing.T, outcome string) float64 {
+func mirrorRequests(t *testing.T, srv *harness.Server, outcome string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
+	if outcome == "" {
+		return srv.Metric(t, "regmend_mirror_requests_total")
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "regmend_mirror_requests_total{") && (outcome == "" || strings.Contains(line, `"`+outcome+`"`)) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
+	return srv.Metric(t, "regmend_mirror_requests_total", `outcome="`+outcome+`"`)
 }
 
 // pullFresh pulls ref through CRI on a new node whose hosts.toml lists the
@@ -145,8 +109,8 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 	for i := range *benchRuns {
 		t.Run(fmt.Sprintf("run%d", i+1), func(t *testing.T) {
 			srv := startServe(t, nodeA, reg)
-			mirror := harness.HostEntry(srv.mirror, "pull", "resolve")
-			before := srv.requests(t, "")
+			mirror := harness.HostEntry(srv.Mirror, "pull", "resolve")
+			before := mirrorRequests(t, srv, "")
 			// Alternate which healthy pull goes first.
 			if i%2 == 0 {
 				plain = append(plain, pullFresh(ctx, t, reg, ref))
@@ -155,7 +119,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				listed = append(listed, pullFresh(ctx, t, reg, ref, mirror))
 				plain = append(plain, pullFresh(ctx, t, reg, ref))
 			}
-			if after := srv.requests(t, ""); after != before {
+			if after := mirrorRequests(t, srv, ""); after != before {
 				t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", before, after)
 			}
 			// Those that do not heal first: the registry stays reaped
@@ -166,9 +130,9 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				if !reaped {
 					reap(t, reg, repo, img.Digest, blobs)
 				}
-				host, served := mirror, srv.requests(t, "served")
+				host, served := mirror, mirrorRequests(t, srv, "served")
 				var store *readCounter
-				var q *resolver.Queue
+				var q *heal.Queue
 				if v.block != 0 {
 					var url string
 					url, store, q = serveInProcess(t, nodeA, reg, max(v.block, 0), v.heal == healQueue)
@@ -178,7 +142,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 				v.pulls = append(v.pulls, pullFresh(ctx, t, reg, ref, host))
 				if store != nil {
 					v.calls = store.calls.Load()
-				} else if srv.requests(t, "served") == served {
+				} else if mirrorRequests(t, srv, "served") == served {
 					t.Fatal("the pull of the reaped digest succeeded without regmend serving it")
 				}
 				if v.heal == healAfter {
@@ -214,7 +178,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 		header: []string{"pull", "ReadAt calls to node A's containerd during the pull (mirror and heal)", "time", "ratio"},
 		rows:   rows,
 		notes: []string{"A healthy pull never reaches regmend: every run checks that regmend's mirror request counter does not move. " +
-			"The in-process rows build the same `resolver.Mirror` and `resolver.Queue` that `regmend serve` runs, over node A's gRPC content store, in the test process; " +
+			"The in-process rows build the same `mirror.Mirror` and `heal.Queue` that `regmend serve` runs, over node A's gRPC content store, in the test process; " +
 			"the first of them checks that the in-process setup behaves like the binary; the second widens every read of the content store to 1 MiB (proposed fix 1); " +
 			"the third serves without healing, to show what the background heal costs the pull; the last also widens the reads and queues the heal only once the pull has ended (proposed fix 2: heal after serving)."},
 	})
@@ -251,32 +215,32 @@ const (
 )
 
 // serveInProcess runs regmend's mirror over node's content store in this
-// process, as `regmend serve` does, and the heal queue it feeds when heal;
-// block > 0 widens every read of the store (readCounter).
-func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, heal bool) (string, *readCounter, *resolver.Queue) {
+// process, as `regmend serve` does, and the heal queue it feeds when
+// healing; block > 0 widens every read of the store (readCounter).
+func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registry, block int, healing bool) (string, *readCounter, *heal.Queue) {
 	t.Helper()
-	remote, err := resolver.NewRemote(resolver.WithRegistries(reg.Addr()), resolver.WithHostsDir(node.HostsDir()))
+	remote, err := registry.NewRemote(registry.WithRegistries(reg.Addr()), registry.WithHostsDir(node.HostsDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl := node.Client()
 	store := &readCounter{Store: cl.ContentStore(), block: block}
-	healer, err := resolver.NewHealer(store, remote)
+	healer, err := heal.NewHealer(store, remote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := resolver.NewQueue(healer, resolver.LocalRoots{Store: store, Blobs: cl.ContentStore(), Images: cl.ImageService()})
+	q, err := heal.NewQueue(healer, content.Local{Store: store, Blobs: cl.ContentStore(), Images: cl.ImageService()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
-	var opts []resolver.MirrorOption
-	if heal {
-		opts = append(opts, resolver.WithHealQueue(q))
+	var opts []mirror.Option
+	if healing {
+		opts = append(opts, mirror.WithHealQueue(q))
 	}
-	srv := httptest.NewServer(resolver.NewMirror(store, remote, opts...))
+	srv := httptest.NewServer(mirror.New(store, remote, opts...))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -302,7 +266,7 @@ func reap(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, blo
 func waitHealed(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, blobs []digest.Digest) time.Time {
 	t.Helper()
 	err := harness.WaitFor(60*time.Second, nil, "background heal", func() error {
-		if got, ok := reg.TagDigest(repo, resolver.RetentionTag(d)); !ok || got != d {
+		if got, ok := reg.TagDigest(repo, heal.RetentionTag(d)); !ok || got != d {
 			return errors.New("no retention tag yet")
 		}
 		for _, b := range blobs {

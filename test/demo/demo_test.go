@@ -6,8 +6,10 @@ package demo
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,16 +64,18 @@ func TestDemo(t *testing.T) {
 	}
 	say("...although the node's content store still holds D1: %v", node.HasContent(ctx, d1))
 
-	step("Install regmend: `regmend hosts` lists it after the registry, `regmend serve` runs the mirror")
+	step("Install regmend: `regmend hosts` lists it after the registry with the node's mirror token, `regmend serve` runs the mirror")
 	mirror := harness.FreeAddr(t)
 	metrics := harness.FreeAddr(t)
-	out := run(ctx, t, bin, node, "hosts", reg.Addr(), "--mirror", "http://"+mirror, "--containerd-config", node.ConfigPath())
+	tokenFile := filepath.Join(t.TempDir(), "mirror-token")
+	out := run(ctx, t, bin, node, "hosts", reg.Addr(), "--mirror", "http://"+mirror, "--mirror-token-file", tokenFile, "--containerd-config", node.ConfigPath())
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		say("%s", l)
 	}
 	srv := harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: bin, Args: []string{
 		"-a", node.Socket(), "--hosts-dir", node.HostsDir(), "serve",
 		"--listen", mirror, "--metrics-listen", metrics, "--registry", reg.Addr(), "--sweep-interval", "0",
+		"--mirror-token-file", tokenFile,
 	}})
 	if err := harness.WaitFor(10*time.Second, srv, "regmend", func() error {
 		resp, err := http.Get("http://" + metrics + "/healthz")
@@ -88,6 +92,11 @@ func TestDemo(t *testing.T) {
 	start := time.Now()
 	pull(ctx, t, node, reg.Ref("app@"+d1.String()))
 	say("succeeded in %s", time.Since(start).Round(time.Millisecond))
+	status := fetchWithoutToken(t, "http://"+mirror+"/v2/app/manifests/"+d1.String()+"?ns="+reg.Addr())
+	say("while a local process without the token gets: GET /v2/app/manifests/D1 -> %d, no content", status)
+	if status != http.StatusNotFound {
+		t.Fatalf("the mirror answered %d to a request without the token", status)
+	}
 
 	step("In the background regmend re-pushed D1 leaves first (layers, config, manifest) and bound a retention tag")
 	tag := "sha256-" + d1.Encoded() + ".regmend"
@@ -119,6 +128,21 @@ func TestDemo(t *testing.T) {
 		say("%s", l)
 	}
 	step("Done: the throwaway containerd, registry and regmend are stopped and their files removed")
+}
+
+// fetchWithoutToken is any local process's request to the mirror: it
+// carries no X-Regmend-Token header.
+func fetchWithoutToken(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); len(b) > 200 {
+		t.Fatalf("the refusal carries %d bytes", len(b))
+	}
+	return resp.StatusCode
 }
 
 func pull(ctx context.Context, t *testing.T, node *harness.Containerd, ref string) {

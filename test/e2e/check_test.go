@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -42,15 +42,15 @@ func TestCheckFindsAndFixesDamage(t *testing.T) {
 	t.Logf("one check of 3 images cost %d registry requests", len(reqs))
 
 	out, _, code = runRegmend(ctx, t, s.nodeA, "check", "--registry", s.reg.Addr(), "-o", "json")
-	var rep resolver.CheckReport
+	var rep heal.CheckReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 3 {
 		t.Fatalf("check -o json exit %d, err %v:\n%s", code, err, out)
 	}
-	states := map[string]resolver.ImageState{}
+	states := map[string]heal.ImageState{}
 	for _, img := range rep.Images {
 		states[img.Target.Repository+"@"+img.Target.Root.Digest.String()] = img.State
 	}
-	if states["app@"+s.d1.String()] != resolver.StateHealable || states["multi@"+multi.Digest.String()] != resolver.StateHealable {
+	if states["app@"+s.d1.String()] != heal.StateHealable || states["multi@"+multi.Digest.String()] != heal.StateHealable {
 		t.Errorf("json states = %v, want the orphan and the index healable", states)
 	}
 	if rep.Counts["healable"] != 2 {
@@ -88,7 +88,7 @@ func TestSweepHealsDanglingChildWithoutPull(t *testing.T) {
 	srv := startServe(t, node, reg, "--sweep-interval", "2s")
 	waitFor(t, 30*time.Second, "sweep to restore the child", func() bool { return reg.ManifestExists("multi", child.Digest) })
 	waitFor(t, 10*time.Second, "sweep metrics", func() bool {
-		return srv.metric(t, "regmend_last_sweep_timestamp_seconds") > 0 && srv.metric(t, "regmend_images", `state="healthy"`) == 1
+		return srv.Metric(t, "regmend_last_sweep_timestamp_seconds") > 0 && srv.Metric(t, "regmend_images", `state="healthy"`) == 1
 	})
 	if got, _ := reg.TagDigest("multi", "v1"); got != multi.Digest {
 		t.Errorf("multi:v1 moved to %s", got)

@@ -41,7 +41,7 @@ func requireContainerd1x(t *testing.T) string {
 }
 
 // TestCompatContainerd1xServeHealsOnPull is TestServeHealsOnPull's orphan
-// story on containerd 1.6/1.7 with a version 2 config (DESIGN.md §2): CRI
+// story on containerd 1.6/1.7 with a version 2 config (docs/architecture.md §2): CRI
 // reads hosts.toml from [plugins."io.containerd.grpc.v1.cri".registry]
 // config_path, falls through the registry's 404 to regmend, and the pull of
 // a reaped digest the node holds succeeds while the registry is healed.
@@ -57,14 +57,14 @@ func TestCompatContainerd1xServeHealsOnPull(t *testing.T) {
 	srv := startServe(t, s.nodeA, s.reg)
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.pullHealsThroughMirror(ctx, t)
-	if n := srv.metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
+	if n := srv.Metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
 		t.Errorf("regmend_heals_total{result=healed} = %v, want at least 1", n)
 	}
 
 	// A healthy pull never reaches regmend.
-	served := srv.metric(t, "regmend_mirror_requests_total")
+	served := srv.Metric(t, "regmend_mirror_requests_total")
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app:v1"))
-	if after := srv.metric(t, "regmend_mirror_requests_total"); after != served {
+	if after := srv.Metric(t, "regmend_mirror_requests_total"); after != served {
 		t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", served, after)
 	}
 }

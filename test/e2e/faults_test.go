@@ -21,7 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -42,11 +42,23 @@ func assertHealed(t *testing.T, s *orphanScenario) {
 	if !s.reg.ManifestExists("app", s.d1) {
 		t.Errorf("manifest %s not in the registry", s.d1)
 	}
-	if got, _ := s.reg.TagDigest("app", resolver.RetentionTag(s.d1)); got != s.d1 {
+	if got, _ := s.reg.TagDigest("app", heal.RetentionTag(s.d1)); got != s.d1 {
 		t.Errorf("retention tag = %q, want %s", got, s.d1)
 	}
 	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
 		t.Errorf("app:v1 moved to %s", got)
+	}
+}
+
+// assertCommittedOnce checks that reqs committed each blob of ds exactly
+// once: no blob uploaded twice, none missing.
+func assertCommittedOnce(t *testing.T, reqs []harness.Request, repo string, ds []digest.Digest) {
+	t.Helper()
+	committed := committedUploads(reqs)
+	for _, d := range ds {
+		if committed[d.String()] != 1 {
+			t.Errorf("%s: blob %s committed %d times, want once", repo, d, committed[d.String()])
+		}
 	}
 }
 
@@ -217,12 +229,7 @@ func TestHealThroughFlakyRegistry(t *testing.T) {
 	mu.Unlock()
 	assertHealed(t, s)
 	assertNoDeletes(t, s.reg.Requests()[before:])
-	committed := committedUploads(s.reg.Requests()[before:])
-	for _, d := range s.img.Blobs() {
-		if committed[d.String()] != 1 {
-			t.Errorf("blob %s committed %d times, want once", d, committed[d.String()])
-		}
-	}
+	assertCommittedOnce(t, s.reg.Requests()[before:], "app", s.img.Blobs())
 	assertRegistryIntact(t, s.reg, "app")
 	fresh := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh"})
 	fresh.UseRegistry(s.reg)
@@ -292,7 +299,7 @@ func TestServeWhileRegistryDown(t *testing.T) {
 	p := startFaultProxy(t, s.reg)
 	const queueSize = 2
 	srv := startServe(t, s.nodeA, s.reg, "--queue-size", fmt.Sprint(queueSize), "--workers", "1")
-	useProxy(s.nodeA, s.reg, p, harness.HostEntry(srv.mirror, "pull", "resolve"))
+	useProxy(s.nodeA, s.reg, p, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 	p.down()
 
 	ref := s.reg.Ref("app@" + s.d1.String())
@@ -306,20 +313,20 @@ func TestServeWhileRegistryDown(t *testing.T) {
 			if i == 0 {
 				kind = "manifests"
 			}
-			resp, err := http.Head(srv.mirror + "/v2/app/" + kind + "/" + d.String() + "?ns=" + s.reg.Addr())
+			resp, err := http.Head(srv.Mirror + "/v2/app/" + kind + "/" + d.String() + "?ns=" + s.reg.Addr())
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("round %d: mirror HEAD %s: %v %v", round, d, resp, err)
 			}
 			resp.Body.Close()
-			maxDepth = max(maxDepth, srv.metric(t, "regmend_heal_queue_depth"))
+			maxDepth = max(maxDepth, srv.Metric(t, "regmend_heal_queue_depth"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	waitFor(t, 30*time.Second, "a heal failed against the unreachable registry", func() bool {
-		return srv.metric(t, "regmend_heals_total", `result="failed"`) >= 1
+		return srv.Metric(t, "regmend_heals_total", `result="failed"`) >= 1
 	})
-	dropped := srv.metric(t, "regmend_heal_queue_dropped_total")
-	failed := srv.metric(t, "regmend_heals_total", `result="failed"`)
+	dropped := srv.Metric(t, "regmend_heal_queue_dropped_total")
+	failed := srv.Metric(t, "regmend_heals_total", `result="failed"`)
 	t.Logf("registry down: %v heal requests dropped, %v heals failed, max queue depth %v", dropped, failed, maxDepth)
 	if dropped == 0 {
 		t.Error("regmend_heal_queue_dropped_total = 0 after a burst while the registry was down")
@@ -330,14 +337,14 @@ func TestServeWhileRegistryDown(t *testing.T) {
 	if failed > 2 {
 		t.Errorf("%v heals ran against the unreachable registry; after the first they must back off", failed)
 	}
-	if strings.Contains(srv.proc.Log(), `"level":"panic"`) || strings.Contains(srv.proc.Log(), "goroutine ") {
+	if strings.Contains(srv.Proc.Log(), `"level":"panic"`) || strings.Contains(srv.Proc.Log(), "goroutine ") {
 		t.Error("regmend serve panicked")
 	}
 
 	p.up()
 	waitFor(t, 60*time.Second, "registry healed after it came back", func() bool {
 		mustPull(ctx, t, s.nodeA, ref) // each pull asks regmend again, past the backoff
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
 	assertHealed(t, s)
@@ -357,7 +364,7 @@ func TestServeAcrossContainerdRestart(t *testing.T) {
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.nodeA.Stop()
 	start := time.Now()
-	resp, err := http.Head(srv.mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr())
+	resp, err := http.Head(srv.Mirror + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr())
 	if err != nil {
 		t.Fatalf("mirror with containerd down: %v", err)
 	}
@@ -371,11 +378,11 @@ func TestServeAcrossContainerdRestart(t *testing.T) {
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app@"+s.d1.String()))
 	t.Logf("pull through the mirror right after the restart: %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 30*time.Second, "registry healed after the restart", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
 	assertHealed(t, s)
-	if srv.proc.Exited() {
+	if srv.Proc.Exited() {
 		t.Fatal("regmend serve exited when containerd restarted")
 	}
 }
@@ -489,12 +496,12 @@ func TestCorruptLocalBlobNeverPushed(t *testing.T) {
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app@"+s.d1.String())) // served; the heal behind it fails
 	waitFor(t, 30*time.Second, "regmend_local_data_loss_total counts the corrupt layer", func() bool {
-		return srv.metric(t, "regmend_local_data_loss_total") >= 1
+		return srv.Metric(t, "regmend_local_data_loss_total") >= 1
 	})
 	if s.reg.BlobExists("app", bad) || s.reg.ManifestExists("app", s.d1) {
 		t.Error("serve pushed the corrupt layer or the manifest above it")
 	}
-	if !strings.Contains(srv.proc.Log(), bad.String()) {
+	if !strings.Contains(srv.Proc.Log(), bad.String()) {
 		t.Error("serve's log does not name the corrupt digest")
 	}
 	assertRegistryIntact(t, s.reg, "app")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -44,22 +44,15 @@ func healOrphanEndToEnd(t *testing.T, opts harness.RegistryOptions) {
 	if code != 0 {
 		t.Fatalf("heal exit %d:\n%s", code, out)
 	}
-	var results []resolver.Result
+	var results []heal.Result
 	if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != 1 {
 		t.Fatalf("heal -o json is not one result (%v):\n%s", err, out)
 	}
-	tag := resolver.RetentionTag(s.d1)
+	tag := heal.RetentionTag(s.d1)
 	if r := results[0]; r.Pushed != 4 || len(r.RetentionTags) != 1 || r.RetentionTags[0] != tag {
 		t.Errorf("result pushed=%d tags=%v, want 4 and [%s]", r.Pushed, r.RetentionTags, tag)
 	}
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not restored", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", tag); got != s.d1 {
-		t.Errorf("retention tag = %s, want %s", got, s.d1)
-	}
+	assertHealed(t, s)
 	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
 		t.Errorf("app:v1 moved to %s; regmend must never move a tag", got)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
@@ -60,7 +60,7 @@ func TestConcurrentPullsThroughMirror(t *testing.T) {
 	t.Logf("8 concurrent CRI pulls of 4 reaped digests through the mirror: %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 60*time.Second, "every orphan healed", func() bool {
 		for i, img := range orphans {
-			if d, ok := reg.TagDigest(fmt.Sprintf("load%d", i), resolver.RetentionTag(img.Digest)); !ok || d != img.Digest {
+			if d, ok := reg.TagDigest(fmt.Sprintf("load%d", i), heal.RetentionTag(img.Digest)); !ok || d != img.Digest {
 				return false
 			}
 		}
@@ -68,13 +68,8 @@ func TestConcurrentPullsThroughMirror(t *testing.T) {
 	})
 	reqs := reg.Requests()[before:]
 	assertNoDeletes(t, reqs)
-	committed := committedUploads(reqs)
 	for i, img := range orphans {
-		for _, d := range img.Blobs() {
-			if committed[d.String()] != 1 {
-				t.Errorf("load%d: blob %s committed %d times, want once", i, d, committed[d.String()])
-			}
-		}
+		assertCommittedOnce(t, reqs, fmt.Sprintf("load%d", i), img.Blobs())
 		puts := 0
 		for _, r := range reqs {
 			if r.Method == http.MethodPut && strings.Contains(r.URI, fmt.Sprintf("/v2/load%d/manifests/%s", i, img.Digest)) {
@@ -86,7 +81,7 @@ func TestConcurrentPullsThroughMirror(t *testing.T) {
 		}
 		assertRegistryIntact(t, reg, fmt.Sprintf("load%d", i))
 	}
-	if hwm := peakRSS(t, srv.proc.Pid()); hwm > 128<<20 {
+	if hwm := peakRSS(t, srv.Proc.Pid()); hwm > 128<<20 {
 		t.Errorf("regmend serve peak RSS %d MiB, over 128 MiB", hwm>>20)
 	} else {
 		t.Logf("regmend serve peak RSS %d MiB", hwm>>20)

@@ -22,29 +22,29 @@ func TestPluginHealsOnPull(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	s := reapOrphan(ctx, t)
-	srv := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
+	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 	s.nodeA.Stop()
 	appendConfig(t, s.nodeA, pluginSection(srv, s.reg, s.nodeA.HostsDir(), ""))
-	srv.proc = startContainerdRegmend(t, s.nodeA, bin)
+	srv.Proc = startContainerdRegmend(t, s.nodeA, bin)
 	if log := s.nodeA.Log(); !strings.Contains(log, "regmend serving in containerd") {
 		t.Fatalf("containerd log does not show regmend serving")
 	}
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.pullHealsThroughMirror(ctx, t)
-	if n := srv.metric(t, "regmend_mirror_requests_total"); n < 1 {
+	if n := srv.Metric(t, "regmend_mirror_requests_total"); n < 1 {
 		t.Errorf("regmend_mirror_requests_total = %v: the pull did not reach the plugin's mirror", n)
 	}
-	if n := srv.metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
+	if n := srv.Metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
 		t.Errorf("regmend_heals_total{result=healed} = %v, want at least 1", n)
 	}
 
 	// SIGTERM stops containerd and the plugin with it, within the grace.
 	start := time.Now()
-	if err := srv.proc.Stop(); err != nil {
+	if err := srv.Proc.Stop(); err != nil {
 		t.Errorf("containerd-regmend with the plugin running: %v", err)
 	}
 	t.Logf("containerd-regmend stopped in %s", time.Since(start).Round(time.Millisecond))
-	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.mirror, "http://"), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.Mirror, "http://"), time.Second); err == nil {
 		c.Close()
 		t.Errorf("regmend's mirror still listens after containerd stopped")
 	}
@@ -58,7 +58,7 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	reg := harness.StartRegistry(t, harness.RegistryOptions{})
-	srv := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
+	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 	harness.PushImage(ctx, t, reg.Ref("healthy:v1"), harness.ImageSpec{Layers: 1, LayerSize: 4096})
 	for _, tc := range []struct {
 		name, extra string
@@ -80,7 +80,7 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 					t.Errorf("containerd log: want the plugin's failed-to-load line to name %q, got %q", w, failed)
 				}
 			}
-			if c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.mirror, "http://"), time.Second); err == nil {
+			if c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.Mirror, "http://"), time.Second); err == nil {
 				c.Close()
 				t.Errorf("regmend's mirror listens despite the config error")
 			}
@@ -95,8 +95,8 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 func pluginSection(srv *server, reg *harness.Registry, hostsDir, extra string) string {
 	var b strings.Builder
 	b.WriteString("[plugins.\"io.containerd.server.v1.regmend\"]\n")
-	fmt.Fprintf(&b, "  listen = %q\n", strings.TrimPrefix(srv.mirror, "http://"))
-	fmt.Fprintf(&b, "  metrics_listen = %q\n", strings.TrimPrefix(srv.metrics, "http://"))
+	fmt.Fprintf(&b, "  listen = %q\n", strings.TrimPrefix(srv.Mirror, "http://"))
+	fmt.Fprintf(&b, "  metrics_listen = %q\n", strings.TrimPrefix(srv.Metrics, "http://"))
 	fmt.Fprintf(&b, "  registries = [%q]\n", reg.Addr())
 	if hostsDir != "" {
 		fmt.Fprintf(&b, "  hosts_dir = %q\n", hostsDir)

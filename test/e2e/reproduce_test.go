@@ -18,7 +18,7 @@ func otherPlatform() string {
 	return "linux/arm64"
 }
 
-// TestReproduceOrphanedDigest reproduces the first failure of DESIGN.md §1
+// TestReproduceOrphanedDigest reproduces the first failure of docs/architecture.md §1
 // without regmend: a digest a node holds is garbage-collected from the
 // registry after its tag moves to an index, and every pull by that digest
 // fails with "not found", even on the node that holds it.
@@ -115,7 +115,7 @@ func TestReproduceOrphanedDigest(t *testing.T) {
 	}
 }
 
-// TestReproduceDanglingIndexChild reproduces the second failure of DESIGN.md
+// TestReproduceDanglingIndexChild reproduces the second failure of docs/architecture.md
 // §1: an index stays tagged but one child manifest is deleted. A node that
 // already holds the child still pulls the tag; a fresh node cannot.
 func TestReproduceDanglingIndexChild(t *testing.T) {

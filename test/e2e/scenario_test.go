@@ -3,23 +3,20 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regmend/regmend/resolver"
+	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
 
-// orphanScenario is DESIGN.md §1's first failure, reproduced for real: node
+// orphanScenario is docs/architecture.md §1's first failure, reproduced for real: node
 // A pulled app:v1 (D1), the tag moved to an index, and the registry's GC
 // reaped D1 and its blobs.
 type orphanScenario struct {
@@ -66,17 +63,10 @@ func (s *orphanScenario) pullHealsThroughMirror(ctx context.Context, t *testing.
 	mustPull(ctx, t, s.nodeA, ref)
 	t.Logf("CRI pull of the reaped digest through regmend: %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 30*time.Second, "registry healed", func() bool {
-		d, ok := s.reg.TagDigest("app", resolver.RetentionTag(s.d1))
+		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not healed", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
-		t.Errorf("app:v1 moved to %s", got)
-	}
+	assertHealed(t, s)
 	return ref
 }
 
@@ -149,75 +139,14 @@ func mustFailPull(ctx context.Context, t *testing.T, node *harness.Containerd, r
 	}
 }
 
-// server is a running `regmend serve`.
-type server struct {
-	proc    *harness.Proc
-	mirror  string // http://127.0.0.1:PORT
-	metrics string
-}
+// server is a running `regmend serve` (or containerd-regmend's mirror).
+type server = harness.Server
 
 // startServe runs `regmend serve` for reg against node, with extra flags.
 func startServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, extra ...string) *server {
 	t.Helper()
-	s := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
-	args := append([]string{
-		"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir(),
-		"serve", "--listen", strings.TrimPrefix(s.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.metrics, "http://"),
-		"--registry", reg.Addr(), "--sweep-interval", "0", "--log-level", "debug",
-	}, extra...)
-	s.proc = harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: harness.ProductBinary(t, "regmend"), Args: args})
-	err := harness.WaitFor(10*time.Second, s.proc, "regmend /healthz", func() error {
-		resp, err := http.Get(s.metrics + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// metric sums the samples of a metric family (all label values).
-func (s *server) metric(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	resp, err := http.Get(s.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			match = match && strings.Contains(line, l)
-		}
-		if f := strings.Fields(line); match && len(f) == 2 {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			sum += v
-		}
-	}
-	return sum
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), Extra: extra})
 }
 
 // waitFor polls cond for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if err := harness.WaitFor(d, nil, what, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New("not yet")
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
+var waitFor = imagetest.WaitUntil

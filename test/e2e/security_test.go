@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -100,17 +102,17 @@ func TestServeRefusesHostileRequests(t *testing.T) {
 	defer cancel()
 	s := reapOrphan(ctx, t)
 	srv := startServe(t, s.nodeA, s.reg)
-	if !strings.Contains(srv.proc.Log(), "regmend mirror listening (loopback only)") {
-		t.Errorf("serve did not say it listens on loopback only:\n%s", srv.proc.Log())
+	if !strings.Contains(srv.Proc.Log(), "regmend mirror listening (loopback only)") {
+		t.Errorf("serve did not say it listens on loopback only:\n%s", srv.Proc.Log())
 	}
 	before := len(s.reg.Requests())
 	d := s.d1.String()
-	for _, c := range []struct {
+	cases := []struct {
 		name, method, path string
 		status             int
 	}{
 		{"registry outside the allow-list", "GET", "/v2/app/manifests/" + d + "?ns=elsewhere.example:5000", 404},
-		{"allowed name, other port", "GET", "/v2/app/manifests/" + d + "?ns=" + strings.Replace(s.reg.Addr(), ":", ":1", 1), 404},
+		{"allowed name, other port", "GET", "/v2/app/manifests/" + d + "?ns=" + otherPort(t, s.reg.Addr()), 404},
 		{"no ns", "GET", "/v2/app/manifests/" + d, 404},
 		{"tag", "GET", "/v2/app/manifests/v1?ns=" + s.reg.Addr(), 404},
 		{"traversal", "GET", "/v2/../../../etc/passwd/blobs/" + d + "?ns=" + s.reg.Addr(), 400},
@@ -122,8 +124,9 @@ func TestServeRefusesHostileRequests(t *testing.T) {
 		{"put", "PUT", "/v2/app/manifests/" + d + "?ns=" + s.reg.Addr(), 405},
 		{"upload", "POST", "/v2/app/blobs/uploads/?ns=" + s.reg.Addr(), 405},
 		{"delete", "DELETE", "/v2/app/manifests/" + d + "?ns=" + s.reg.Addr(), 405},
-	} {
-		req, _ := http.NewRequest(c.method, srv.mirror+"/", nil)
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, srv.Mirror+"/", nil)
 		req.URL.Opaque = "//" + req.URL.Host + strings.SplitN(c.path, "?", 2)[0] // sent as written
 		if q := strings.SplitN(c.path, "?", 2); len(q) == 2 {
 			req.URL.RawQuery = q[1]
@@ -138,12 +141,16 @@ func TestServeRefusesHostileRequests(t *testing.T) {
 			t.Errorf("%s: %s %s = %d, want %d", c.name, c.method, c.path, resp.StatusCode, c.status)
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // a heal queued by mistake would have started
+	// The mirror queues a heal only after it served content: every request
+	// above must be counted as refused, none as served.
+	if n := srv.Metric(t, "regmend_mirror_requests_total", `outcome="served"`); n != 0 {
+		t.Errorf("refused requests: %v counted as served (each would queue a heal)", n)
+	}
+	if n := srv.Metric(t, "regmend_mirror_requests_total"); n != float64(len(cases)) {
+		t.Errorf("mirror counted %v requests for the %d refused", n, len(cases))
+	}
 	if reqs := s.reg.Requests()[before:]; len(reqs) != 0 {
 		t.Errorf("refused requests reached the registry: %v", reqs)
-	}
-	if n := srv.metric(t, "regmend_heals_total"); n != 0 {
-		t.Errorf("refused requests ran %v heals", n)
 	}
 
 	// Beyond loopback only when asked, and said.
@@ -308,15 +315,15 @@ func TestCredentialsNeverInOutput(t *testing.T) {
 	}{{"wrong password", wrongAuth, `result="failed"`}, {"right password", rightAuth, `result="healed"`}} {
 		reap()
 		srv := startServeFor(t, node, reg.addr, "--auth-file", c.auth)
-		if out, code := regmend(ctx, t, node, "hosts", reg.addr, "--mirror", srv.mirror, "--containerd-config", node.ConfigPath()); code != 0 {
+		if out, code := regmend(ctx, t, node, "hosts", reg.addr, "--mirror", srv.Mirror, "--containerd-config", node.ConfigPath()); code != 0 {
 			t.Fatalf("regmend hosts exit %d:\n%s", code, out)
 		}
 		if out, err := node.Crictl(ctx, "pull", "--creds", user+":"+right, ref); err != nil {
 			t.Fatalf("%s: pull of the reaped digest through the mirror: %v\n%s", c.name, err, out)
 		}
-		waitFor(t, 30*time.Second, c.name+": heal "+c.result, func() bool { return srv.metric(t, "regmend_heals_total", c.result) >= 1 })
-		srv.proc.Stop()
-		log := srv.proc.Log()
+		waitFor(t, 30*time.Second, c.name+": heal "+c.result, func() bool { return srv.Metric(t, "regmend_heals_total", c.result) >= 1 })
+		srv.Proc.Stop()
+		log := srv.Proc.Log()
 		if !strings.Contains(log, `"level":"debug"`) {
 			t.Errorf("%s: serve logged nothing at debug", c.name)
 		}
@@ -331,23 +338,16 @@ func TestCredentialsNeverInOutput(t *testing.T) {
 // addr against node.
 func startServeFor(t *testing.T, node *harness.Containerd, addr string, extra ...string) *server {
 	t.Helper()
-	s := &server{mirror: "http://" + harness.FreeAddr(t), metrics: "http://" + harness.FreeAddr(t)}
-	args := append([]string{
-		"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir(),
-		"serve", "--listen", strings.TrimPrefix(s.mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.metrics, "http://"),
-		"--registry", addr, "--sweep-interval", "0", "--log-level", "debug",
-	}, extra...)
-	s.proc = harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: harness.ProductBinary(t, "regmend"), Args: args})
-	err := harness.WaitFor(10*time.Second, s.proc, "regmend /healthz", func() error {
-		resp, err := http.Get(s.metrics + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: addr, Extra: extra})
+}
+
+// otherPort returns addr with another, valid, port.
+func otherPort(t *testing.T, addr string) string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		t.Fatalf("address %q: want host:port", addr)
 	}
-	return s
+	return net.JoinHostPort(host, strconv.Itoa(n%65535+1))
 }

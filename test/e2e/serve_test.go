@@ -27,12 +27,12 @@ func TestServeHealsOnPull(t *testing.T) {
 	mustPull(ctx, t, fresh, ref)
 
 	// A healthy pull never reaches regmend.
-	served := srv.metric(t, "regmend_mirror_requests_total")
+	served := srv.Metric(t, "regmend_mirror_requests_total")
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("app:v1"))
-	if after := srv.metric(t, "regmend_mirror_requests_total"); after != served {
+	if after := srv.Metric(t, "regmend_mirror_requests_total"); after != served {
 		t.Errorf("a healthy pull reached regmend: mirror requests %v -> %v", served, after)
 	}
-	if n := srv.metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
+	if n := srv.Metric(t, "regmend_heals_total", `result="healed"`); n < 1 {
 		t.Errorf("regmend_heals_total{result=healed} = %v, want at least 1", n)
 	}
 
@@ -42,11 +42,16 @@ func TestServeHealsOnPull(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ctr images pull of a reaped digest through regmend: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "registry healed after the ctr pull", func() bool { return s.reg.ManifestExists("other", d2) })
+	// Wait for the whole heal, retention tag included: a tag PUT still in
+	// flight when regmend stops would bring back the manifest deleted below.
+	waitFor(t, 30*time.Second, "registry healed after the ctr pull", func() bool {
+		d, ok := s.reg.TagDigest("other", "sha256-"+d2.Encoded()+".regmend")
+		return ok && d == d2
+	})
 
 	// With regmend stopped, a pull of a reaped digest fails quickly with
 	// "not found", exactly as without regmend.
-	srv.proc.Stop()
+	srv.Proc.Stop()
 	s.reg.DeleteManifest("other", d2)
 	start := time.Now()
 	mustFailPull(ctx, t, s.nodeA, s.reg.Ref("other@"+d2.String()))
@@ -59,14 +64,14 @@ func TestServeHealsOnPull(t *testing.T) {
 // `regmend hosts`, as an operator would.
 func useMirror(ctx context.Context, t *testing.T, node *harness.Containerd, reg *harness.Registry, srv *server) {
 	t.Helper()
-	out, code := regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.mirror, "--containerd-config", node.ConfigPath())
+	out, code := regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.Mirror, "--containerd-config", node.ConfigPath())
 	if code != 0 || !strings.Contains(out, "updated") {
 		t.Fatalf("regmend hosts exit %d, want 0 and the file updated:\n%s", code, out)
 	}
 	if strings.Contains(out, "warning") {
 		t.Errorf("regmend hosts warned about the test node's containerd config:\n%s", out)
 	}
-	out, code = regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.mirror, "--containerd-config", node.ConfigPath())
+	out, code = regmend(ctx, t, node, "hosts", reg.Addr(), "--mirror", srv.Mirror, "--containerd-config", node.ConfigPath())
 	if code != 0 || !strings.Contains(out, "already right") {
 		t.Fatalf("second regmend hosts exit %d, want 0 and no change:\n%s", code, out)
 	}

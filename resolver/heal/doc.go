@@ -1,0 +1,16 @@
+// Package heal is regmend's heal engine. For a Target (a root descriptor in
+// a registry's repository) it walks the root's closure in the local content
+// store, asks the registry which nodes it holds (Plan), re-pushes what the
+// registry lacks and this node holds, leaves first: blobs, then child
+// manifests, then indexes (Healer.Heal), and binds a retention tag to an
+// orphan so the next garbage collection keeps it. Check classifies many
+// images at once for `regmend check` and the daemon's sweep; Queue runs
+// heals in the background for the mirror, bounded, coalesced and backed
+// off from a failing registry.
+//
+// It reaches registries only through package registry and reads the node
+// only through package content. It never deletes, never moves a tag (an
+// existing retention tag pointing elsewhere is an error), never pushes a
+// blob whose bytes do not match its digest, and never writes to
+// containerd's content store or image records.
+package heal

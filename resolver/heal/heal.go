@@ -1,0 +1,255 @@
+package heal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
+)
+
+// Healer re-pushes what a registry lost from the local content store.
+type Healer struct {
+	store       content.Store
+	remote      *registry.Remote
+	concurrency int
+	deep        bool
+	retention   Retention
+	rounds      int
+	progress    func(Progress)
+	flights     singleflight.Group
+}
+
+// Progress reports a heal's pushes as they complete.
+type Progress struct {
+	Target     Target
+	Done       int // nodes pushed, mounted or found present
+	Total      int // nodes to push
+	BytesDone  int64
+	BytesTotal int64
+}
+
+// WithPushProgress calls fn after each node a heal pushes, one call at a time.
+// The default reports nothing.
+func WithPushProgress(fn func(Progress)) HealerOption {
+	return func(h *Healer) error { h.progress = fn; return nil }
+}
+
+// HealerOption configures a Healer.
+type HealerOption func(*Healer) error
+
+// WithConcurrency bounds the requests one heal has in flight. The default
+// is DefaultConcurrency.
+func WithConcurrency(n int) HealerOption {
+	return func(h *Healer) error {
+		if n < 1 {
+			return fmt.Errorf("concurrency %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		h.concurrency = n
+		return nil
+	}
+}
+
+// WithDeepCheck also asks the registry for every blob of the manifests it
+// holds. The default trusts a registry to keep the blobs of its manifests.
+func WithDeepCheck(deep bool) HealerOption {
+	return func(h *Healer) error { h.deep = deep; return nil }
+}
+
+// WithRetention sets what is bound to an orphan root after it is re-pushed.
+// The default is RetainTag.
+func WithRetention(r Retention) HealerOption {
+	return func(h *Healer) error {
+		if _, err := ParseRetention(string(r)); err != nil {
+			return err
+		}
+		h.retention = r
+		return nil
+	}
+}
+
+// DefaultConcurrency is how many requests one heal has in flight.
+const DefaultConcurrency = 4
+
+// NewHealer returns a Healer reading store and writing through remote.
+func NewHealer(store content.Store, remote *registry.Remote, opts ...HealerOption) (*Healer, error) {
+	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, retention: RetainTag, rounds: 3}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Allowed reports whether the Healer may heal registry.
+func (h *Healer) Allowed(registry string) bool { return h.remote.Allowed(registry) }
+
+// Plan walks the closure of t.Root locally and asks the registry which nodes
+// it holds. It writes nothing.
+func (h *Healer) Plan(ctx context.Context, t Target) (*Plan, error) {
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
+	if err != nil {
+		return nil, err
+	}
+	return h.plan(ctx, sess, t)
+}
+
+func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*Plan, error) {
+	closure, err := content.Walk(ctx, h.store, t.Root)
+	if err != nil {
+		return nil, fmt.Errorf("local closure of %s: %w", t.Root.Digest, err)
+	}
+	pl := planner{sess: sess, concurrency: h.concurrency, deep: h.deep}
+	return pl.plan(ctx, t, closure)
+}
+
+// Heal pushes what the registry lacks and this node holds, leaves first, and
+// binds a retention tag to an orphan root. Concurrent heals of one target
+// share one run. A partial heal returns its result and an error that
+// errdefs.IsNotFound recognises; the result lists what is unhealable.
+func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
+	key := t.String()
+	for {
+		// The run takes the first caller's context, so it stops when that
+		// caller (a daemon shutting down, a CLI interrupted) stops.
+		mine := false
+		ch := h.flights.DoChan(key, func() (any, error) { mine = true; return h.heal(ctx, t) })
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case r := <-ch:
+			if !mine && ctx.Err() == nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)) {
+				continue // another caller's run stopped with that caller; this one goes on
+			}
+			res, _ := r.Val.(*Result)
+			return res, r.Err
+		}
+	}
+}
+
+func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
+	start := time.Now()
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Target: t, outcome: map[digest.Digest]Status{}}
+	var plan *Plan
+	for round := 1; ; round++ {
+		if round > 1 {
+			sess = sess.Renew()
+		}
+		plan, err = h.plan(ctx, sess, t)
+		if err != nil {
+			return nil, err
+		}
+		if round == 1 {
+			res.RootWasMissing = plan.Status(t.Root.Digest) != StatusPresent
+		}
+		err = h.push(ctx, sess, plan, res)
+		// A GC between a blob upload and the manifest PUT makes the registry
+		// answer BLOB_UNKNOWN: ask again and push what it lost meanwhile.
+		if err == nil || !registry.IsChildUnknown(err) || round >= h.rounds {
+			break
+		}
+		log.G(ctx).WithError(err).Info("registry lost content during the heal; checking again")
+	}
+	if err == nil {
+		err = h.retain(ctx, sess, plan, res)
+	}
+	res.finish(plan, sess, time.Since(start))
+	if err != nil {
+		return res, err
+	}
+	log.G(ctx).WithField("pushed", res.Pushed).WithField("bytes", res.BytesPushed).Debug("heal done")
+	if res.Unhealable > 0 {
+		return res, fmt.Errorf("heal %s: %d of %d nodes could not be restored: %w", t, res.Unhealable, len(res.Nodes), errNotHealable)
+	}
+	return res, nil
+}
+
+// push uploads the plan's missing nodes: blobs concurrently, then manifests
+// strictly children before parents.
+func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, res *Result) error {
+	var blobs, manifests []*content.Node
+	for _, n := range plan.ToPush() {
+		if n.Kind.IsManifest() {
+			manifests = append(manifests, n)
+		} else {
+			blobs = append(blobs, n)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		prog = Progress{Target: plan.Target, Total: len(blobs) + len(manifests)}
+	)
+	for _, n := range plan.ToPush() {
+		prog.BytesTotal += n.Size
+	}
+	record := func(n *content.Node, o registry.Outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		if h.progress != nil {
+			prog.Done++
+			prog.BytesDone += n.Size
+			h.progress(prog)
+		}
+		switch o {
+		case registry.Pushed:
+			res.outcome[n.Digest] = StatusPushed
+			res.BytesPushed += n.Size
+		case registry.Mounted:
+			res.outcome[n.Digest] = StatusMounted
+		default:
+			res.outcome[n.Digest] = StatusPresent
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(h.concurrency)
+	for _, n := range blobs {
+		g.Go(func() error {
+			o, err := h.pushNode(gctx, sess, "@"+plan.Target.Root.Digest.String(), n)
+			if err != nil {
+				return err
+			}
+			record(n, o)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, n := range manifests {
+		o, err := h.pushNode(ctx, sess, "@"+plan.Target.Root.Digest.String(), n)
+		if err != nil {
+			return err
+		}
+		record(n, o)
+	}
+	return nil
+}
+
+// pushNode pushes one node with retries; each try re-reads local content.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, object string, n *content.Node) (registry.Outcome, error) {
+	desc := n.Descriptor
+	desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+	var out registry.Outcome
+	err := sess.Retry(ctx, func() error {
+		var err error
+		out, err = sess.Push(ctx, object, desc, func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) })
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,188 @@
+package heal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/resolver/registry"
+)
+
+// Target names what to heal: a root descriptor in a registry's repository.
+type Target struct {
+	Registry   string             `json:"registry"`
+	Repository string             `json:"repository"`
+	Root       ocispec.Descriptor `json:"root"`
+}
+
+// TargetOf returns the target of a local image.
+func TargetOf(img content.Image) Target {
+	return Target{Registry: img.Registry, Repository: img.Repository, Root: img.Root}
+}
+
+// String returns registry/repository@digest, the pull reference of the root.
+func (t Target) String() string {
+	return t.Registry + "/" + t.Repository + "@" + t.Root.Digest.String()
+}
+
+// Status is what is, or after a heal what became, of a node at the registry.
+type Status string
+
+// Node statuses.
+const (
+	// StatusPresent: the registry holds it; nothing to do.
+	StatusPresent Status = "present"
+	// StatusMissing: the registry lacks it and this node can push it.
+	StatusMissing Status = "missing"
+	// StatusUnhealable: the registry lacks it and it cannot be pushed:
+	// absent locally too, unreadable, or a child is unhealable.
+	StatusUnhealable Status = "unhealable"
+	// StatusUnchecked: a blob of a manifest the registry holds. Registries
+	// keep the blobs of the manifests they hold, so it is not asked unless
+	// the check is deep.
+	StatusUnchecked Status = "unchecked"
+	// StatusSkipped: a non-distributable layer, never pushed.
+	StatusSkipped Status = "skipped"
+	// StatusPushed: uploaded by this heal.
+	StatusPushed Status = "pushed"
+	// StatusMounted: mounted from another repository of the registry.
+	StatusMounted Status = "mounted"
+)
+
+// Plan is a closure with the registry's view of each node.
+type Plan struct {
+	Target  Target
+	Closure *content.Closure
+	status  map[digest.Digest]Status
+	reason  map[digest.Digest]string
+}
+
+// Status returns a node's status in the plan.
+func (p *Plan) Status(d digest.Digest) Status { return p.status[d] }
+
+// Reason says why a node is unhealable or skipped.
+func (p *Plan) Reason(d digest.Digest) string { return p.reason[d] }
+
+// ToPush returns the nodes to push, leaves first.
+func (p *Plan) ToPush() []*content.Node {
+	var out []*content.Node
+	for _, n := range p.Closure.Nodes() {
+		if p.status[n.Digest] == StatusMissing {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Count returns how many distinct nodes have status s.
+func (p *Plan) Count(s Status) int {
+	c := 0
+	for _, n := range p.Closure.Nodes() {
+		if p.status[n.Digest] == s {
+			c++
+		}
+	}
+	return c
+}
+
+// planner asks the registry about a closure.
+type planner struct {
+	sess        *registry.Session
+	concurrency int
+	deep        bool
+}
+
+func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure) (*Plan, error) {
+	p := &Plan{Target: t, Closure: closure, status: map[digest.Digest]Status{}, reason: map[digest.Digest]string{}}
+	nodes := closure.Nodes()
+	remote := map[digest.Digest]bool{}
+
+	// Manifests first: every one is asked, present locally or not, and a
+	// present index does not stop the walk. Blobs only under a manifest the
+	// registry lacks (or all, when deep).
+	var manifests, blobs []*content.Node
+	for _, n := range nodes {
+		if n.Kind.IsManifest() {
+			manifests = append(manifests, n)
+		}
+	}
+	if err := pl.ask(ctx, manifests, true, remote); err != nil {
+		return nil, err
+	}
+	wanted := map[digest.Digest]bool{}
+	for _, n := range manifests {
+		if n.Kind == content.KindManifest && (pl.deep || !remote[n.Digest]) {
+			for _, c := range n.Children {
+				if !wanted[c.Digest] && !c.Kind.IsManifest() {
+					wanted[c.Digest] = true
+					blobs = append(blobs, c)
+				}
+			}
+		}
+	}
+	if err := pl.ask(ctx, blobs, false, remote); err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
+	}
+	return p, nil
+}
+
+// ask HEADs nodes concurrently, recording which exist.
+func (pl *planner) ask(ctx context.Context, nodes []*content.Node, manifest bool, remote map[digest.Digest]bool) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pl.concurrency)
+	for _, n := range nodes {
+		if n.Foreign {
+			continue
+		}
+		g.Go(func() error {
+			ok, err := pl.sess.Exists(gctx, n.Descriptor, manifest)
+			if err != nil {
+				return fmt.Errorf("registry %s: is %s %s there: %w", pl.sess.Ref(""), n.Kind, n.Digest, err)
+			}
+			mu.Lock()
+			remote[n.Digest] = ok
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// classify decides a node's status; children are classified before parents.
+func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[digest.Digest]Status) (Status, string) {
+	switch {
+	case n.Foreign:
+		return StatusSkipped, "non-distributable layer: registries do not store it"
+	case remote[n.Digest]:
+		return StatusPresent, ""
+	case !n.Kind.IsManifest() && !asked[n.Digest]:
+		return StatusUnchecked, ""
+	case !n.Present && n.Kind == content.KindLayer:
+		// Its manifest is held (it names the layer), the layer is not.
+		return StatusUnhealable, "absent in the registry and in the local content store " +
+			"(containerd deletes unpacked layers when CRI's discard_unpacked_layers is true)"
+	case !n.Present:
+		return StatusUnhealable, "absent in the registry and in the local content store"
+	case n.Err != nil:
+		return StatusUnhealable, n.Err.Error()
+	}
+	for _, c := range n.Children {
+		if done[c.Digest] == StatusUnhealable {
+			return StatusUnhealable, fmt.Sprintf("its %s %s is unhealable", c.Kind, c.Digest)
+		}
+	}
+	return StatusMissing, ""
+}
+
+// errNotHealable marks a heal that left nodes the registry still lacks.
+var errNotHealable = fmt.Errorf("content absent in the registry and locally: %w", errdefs.ErrNotFound)

@@ -1,0 +1,18 @@
+// Package registry is regmend's client of the registries it heals: it asks
+// a registry which descriptors it holds (HEAD), what a tag points at, and
+// pushes one descriptor at a time through containerd's docker pusher
+// (cross-repository mount included), streaming the bytes through a digest
+// check so that a registry never receives unverified content whole.
+//
+// Hosts, TLS, headers and the scheme come from the node's hosts.toml, read
+// with containerd's core/remotes/docker/config package, so regmend reaches a
+// registry exactly as containerd does; regmend's own mirror address is
+// excluded so it never calls itself. Credentials come from a docker-style
+// config.json and never appear in errors or logs. Transient failures are
+// retried with backoff (github.com/cenkalti/backoff/v5), honouring
+// Retry-After, and a request that makes no progress is abandoned.
+//
+// It never deletes, never moves a tag (it only writes what a caller names),
+// and never reads containerd's content store itself: callers pass the bytes
+// to push. What to push, and in what order, is package heal's job.
+package registry

@@ -1,0 +1,156 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+)
+
+type retryPolicy struct {
+	attempts int
+	base     time.Duration
+}
+
+var defaultRetry = retryPolicy{attempts: 5, base: 200 * time.Millisecond}
+
+// MaxBackoff caps one wait between tries, and a registry's Retry-After, so
+// a heal's total retry time stays bounded.
+const MaxBackoff = 10 * time.Second
+
+// do runs fn until it succeeds, fails permanently, or the attempts are
+// spent. Between tries it waits with jittered exponential backoff, or as
+// long as the registry's Retry-After asked (StatusError.As hands that to
+// backoff.Retry), at most MaxBackoff.
+func (p retryPolicy) do(ctx context.Context, fn func() error) error {
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		last = fn()
+		if last != nil && !IsTransient(last) {
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	},
+		backoff.WithBackOff(&backoff.ExponentialBackOff{
+			InitialInterval:     p.base,
+			RandomizationFactor: 0.5,
+			Multiplier:          2,
+			MaxInterval:         MaxBackoff,
+		}),
+		backoff.WithMaxTries(uint(p.attempts)),
+		backoff.WithMaxElapsedTime(0),
+	)
+	if err != nil && last != nil && ctx.Err() != nil && !errors.Is(last, ctx.Err()) {
+		return errors.Join(last, ctx.Err()) // say what failed before the caller gave up
+	}
+	return err
+}
+
+// StatusError is a registry's answer to regmend's own requests (presence
+// and tag checks) with an error status, and the Retry-After it asked for.
+type StatusError struct {
+	Code       int
+	retryAfter time.Duration
+	err        error
+}
+
+// Error says which request got which status.
+func (e *StatusError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error classified with errdefs.
+func (e *StatusError) Unwrap() error { return e.err }
+
+// As gives backoff.Retry the registry's Retry-After.
+func (e *StatusError) As(target any) bool {
+	if ra, ok := target.(**backoff.RetryAfterError); ok && e.retryAfter > 0 {
+		*ra = &backoff.RetryAfterError{Duration: min(e.retryAfter, MaxBackoff)}
+		return true
+	}
+	return false
+}
+
+// IsTransient reports whether err may pass if tried again: dropped
+// connections, timeouts, stalls, 408, 429 and 5xx.
+func IsTransient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return retryableStatus(se.Code)
+	}
+	var us remoteerrors.ErrUnexpectedStatus
+	if errors.As(err, &us) {
+		return retryableStatus(us.StatusCode)
+	}
+	// containerd's pusher resets its writer when it re-sent a request
+	// itself (after a 429, say): the whole push must start again.
+	if errdefs.IsUnavailable(err) || errors.Is(err, ctrcontent.ErrReset) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// IsRegistrySide reports whether err came from the registry (no answer, an
+// error status, credentials refused) rather than from this node.
+func IsRegistrySide(err error) bool {
+	var (
+		ue *url.Error
+		se *StatusError
+		us remoteerrors.ErrUnexpectedStatus
+	)
+	return errors.As(err, &ue) || errors.As(err, &se) || errors.As(err, &us) ||
+		errors.Is(err, docker.ErrInvalidAuthorization) || errdefs.IsUnauthorized(err)
+}
+
+// IsUnreachable reports whether err is a transport failure (refused, timed
+// out, TLS) that concerns the whole registry, not one repository, and
+// returns it.
+func IsUnreachable(err error) (*url.Error, bool) {
+	var ue *url.Error
+	ok := errors.As(err, &ue)
+	return ue, ok
+}
+
+// IsChildUnknown reports a registry refusing a manifest because something
+// it names is not there (distribution's MANIFEST_BLOB_UNKNOWN,
+// BLOB_UNKNOWN): a GC ran between an upload and the manifest PUT.
+func IsChildUnknown(err error) bool {
+	var us remoteerrors.ErrUnexpectedStatus
+	if !errors.As(err, &us) || us.StatusCode != http.StatusBadRequest && us.StatusCode != http.StatusNotFound {
+		return false
+	}
+	b := string(us.Body)
+	return strings.Contains(b, "BLOB_UNKNOWN") || strings.Contains(b, "MANIFEST_UNKNOWN")
+}
+
+func retryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
+// parseRetryAfter reads a Retry-After header given in seconds or as a date.
+func parseRetryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if d, err := time.ParseDuration(h + "s"); err == nil && d > 0 {
+		return d
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}

@@ -1,0 +1,126 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// errStalled is a request abandoned after the stall timeout without
+// progress (see WithStallTimeout).
+var errStalled = fmt.Errorf("registry stalled: %w", errdefs.ErrUnavailable)
+
+// registryClient returns c with a transport that keeps two rules for every
+// request of a session, containerd's pusher's included:
+//   - once the registry answered 429 or 503 with Retry-After, nothing more
+//     is sent until that time (at most MaxBackoff) has passed. containerd's
+//     pusher retries a 429 at once and keeps no response headers in its
+//     errors, so the wait has to be kept where the responses are seen;
+//   - a request that makes no progress for stall is abandoned.
+func registryClient(c *http.Client, stall time.Duration) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	cc := *c
+	g := &registryTransport{next: cc.Transport, stall: stall}
+	if g.next == nil {
+		g.next = http.DefaultTransport
+	}
+	cc.Transport = g
+	return &cc
+}
+
+type registryTransport struct {
+	next  http.RoundTripper
+	stall time.Duration
+	mu    sync.Mutex
+	until time.Time // Retry-After
+}
+
+func (g *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := g.waitRetryAfter(req); err != nil {
+		return nil, err
+	}
+	resp, err := g.roundTripGuarded(req)
+	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d := parseRetryAfter(resp.Header.Get("Retry-After")); d > 0 {
+			g.mu.Lock()
+			if u := time.Now().Add(min(d, MaxBackoff)); u.After(g.until) {
+				g.until = u
+			}
+			g.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (g *registryTransport) waitRetryAfter(req *http.Request) error {
+	g.mu.Lock()
+	wait := time.Until(g.until)
+	g.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-req.Context().Done():
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return req.Context().Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// roundTripGuarded sends req, cancelling it once nothing moved for
+// the stall timeout: every read of the request body or of the answer starts
+// the clock again.
+func (g *registryTransport) roundTripGuarded(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(g.stall, func() { cancel(errStalled) })
+	r := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		r.Body = &progress{ReadCloser: req.Body, timer: timer, stall: g.stall}
+	}
+	resp, err := g.next.RoundTrip(r)
+	if err != nil {
+		timer.Stop()
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), errStalled) && req.Context().Err() == nil {
+			return nil, fmt.Errorf("no progress for %s: %w", g.stall, errStalled)
+		}
+		return nil, err
+	}
+	timer.Reset(g.stall)
+	resp.Body = &progress{ReadCloser: resp.Body, timer: timer, stall: g.stall, done: func() { timer.Stop(); cancel(nil) }}
+	return resp, nil
+}
+
+// progress restarts the stall clock on every read.
+type progress struct {
+	io.ReadCloser
+	timer *time.Timer
+	stall time.Duration
+	done  func()
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	p.timer.Reset(p.stall)
+	return n, err
+}
+
+func (p *progress) Close() error {
+	if p.done != nil {
+		p.done()
+	}
+	return p.ReadCloser.Close()
+}
