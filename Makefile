@@ -88,6 +88,9 @@ image:
 	  -version $(VERSION) -revision $(REVISION) -source $(IMAGE_SOURCE) -created $(SOURCE_DATE_EPOCH) \
 	  $(foreach p,$(IMAGE_PLATFORMS),$(p)=$(BIN)/$(subst /,_,$(p))/regmend)
 
+# The end-to-end suite runs this image as the DaemonSet would.
+test e2e: image
+
 # make image-push IMAGE=registry/repo:tag [PUSHFLAGS=-insecure]; credentials
 # come from the docker config.json.
 image-push: image
