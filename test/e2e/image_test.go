@@ -62,9 +62,46 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 		"mirror.port="+strconv.Itoa(mirrorPort), "metrics.port="+strconv.Itoa(metricsPort),
 		"sweepInterval=0", "logLevel=debug", "cluster.enabled=false",
 		"mirrorToken.hostDir="+tokenDir)
-	pod := harness.NewPod(t, node, "regmend", spec, map[string]string{"status.hostIP": "127.0.0.1"})
+	fields := map[string]string{"status.hostIP": "127.0.0.1"}
 
 	start := time.Now()
+	pod := startPod(ctx, t, harness.NewPod(t, node, "regmend", spec, fields), hostsFile, mirrorPort, metricsPort)
+	t.Logf("init container and serve up in %s", time.Since(start).Round(time.Millisecond))
+	// The mirror token (on by default): created on the node and written
+	// into hosts.toml, both readable by root only.
+	tokenFile := filepath.Join(tokenDir, "mirror-token")
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{tokenFile, hostsFile} {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: want mode 0600 (%v)", f, err)
+		}
+	}
+
+	s.pullHealsThroughMirror(ctx, t)
+
+	// Upgrade: the old pod stops (its preStop takes the entry out), the new
+	// one's init container puts it back, with the node's same token.
+	stopPod(ctx, t, pod, hostsFile, original)
+	pod = startPod(ctx, t, harness.NewPod(t, node, "regmend", spec, fields), hostsFile, mirrorPort, metricsPort)
+	if again, _ := os.ReadFile(tokenFile); !bytes.Equal(again, token) {
+		t.Error("the mirror token changed across a pod restart")
+	}
+	d2 := reapAnother(ctx, t, s, "other")
+	mustPull(ctx, t, node, s.reg.Ref("other@"+d2.String()))
+	waitFor(t, 30*time.Second, "registry healed after the upgrade", func() bool { return s.reg.ManifestExists("other", d2) })
+
+	// Uninstall: the pod is deleted; hosts.toml is the original again.
+	stopPod(ctx, t, pod, hostsFile, original)
+	checkNoMounts(t, node)
+}
+
+// startPod runs the pod's init container, checks that it listed the mirror
+// in hosts.toml, then starts serve and waits for its /healthz.
+func startPod(ctx context.Context, t *testing.T, pod *harness.Pod, hostsFile string, mirrorPort, metricsPort int) *harness.Pod {
+	t.Helper()
 	out, err := pod.RunInit(ctx)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -78,36 +115,25 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 	if !bytes.Contains(listed, []byte("http://127.0.0.1:"+strconv.Itoa(mirrorPort))) {
 		t.Fatalf("after the init container, hosts.toml does not list the mirror:\n%s", listed)
 	}
-	// The mirror token (on by default): created on the node, carried by
-	// containerd's requests to the mirror, and never anywhere but in files
-	// only root reads.
-	for _, f := range []string{filepath.Join(tokenDir, "mirror-token"), hostsFile} {
-		st, err := os.Stat(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", f, st.Mode().Perm())
-		}
-	}
 	if out, err := pod.Start(ctx); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	waitHealthy(t, metricsPort)
-	t.Logf("init container and serve up in %s", time.Since(start).Round(time.Millisecond))
+	return pod
+}
 
-	s.pullHealsThroughMirror(ctx, t)
-
-	// Uninstall: the pod is deleted, its preStop hook takes regmend out.
-	out, err = pod.Stop(ctx, 15*time.Second)
+// stopPod deletes the pod and checks that its preStop hook left hosts.toml
+// exactly as it was before regmend.
+func stopPod(ctx context.Context, t *testing.T, pod *harness.Pod, hostsFile string, original []byte) {
+	t.Helper()
+	out, err := pod.Stop(ctx, 15*time.Second)
 	if err != nil {
 		t.Fatalf("preStop hook: %v\n%s", err, out)
 	}
 	after, _ := os.ReadFile(hostsFile)
 	if !bytes.Equal(after, original) {
-		t.Errorf("hosts.toml after uninstall differs from the original:\n--- original\n%s\n--- after\n%s", original, after)
+		t.Errorf("hosts.toml after the pod stopped differs from the original:\n--- original\n%s\n--- after\n%s", original, after)
 	}
-	checkNoMounts(t, node)
 }
 
 // imageLayout returns bin/image, built by `make image`: missing, the test is
