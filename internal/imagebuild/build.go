@@ -66,10 +66,16 @@ func WithCreated(t time.Time) Option {
 	}
 }
 
-// WithVersion, WithSource and WithRevision set the OCI annotations of the same
-// names. By default they are absent.
-func WithVersion(v string) Option  { return withAnnotation(AnnotationVersion, v) }
-func WithSource(s string) Option   { return withAnnotation(AnnotationSource, s) }
+// WithVersion sets org.opencontainers.image.version (the release, or `git
+// describe`). By default it is absent.
+func WithVersion(v string) Option { return withAnnotation(AnnotationVersion, v) }
+
+// WithSource sets org.opencontainers.image.source, the repository URL. By
+// default it is absent.
+func WithSource(s string) Option { return withAnnotation(AnnotationSource, s) }
+
+// WithRevision sets org.opencontainers.image.revision, the commit. By default
+// it is absent.
 func WithRevision(r string) Option { return withAnnotation(AnnotationRevision, r) }
 
 func withAnnotation(key, value string) Option {
