@@ -29,10 +29,12 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 	defer cancel()
 	layout := imageLayout(t)
 	helm := harness.Tool(t, "helm")
-	// containerd starts shims from its PATH; runc comes from Debian.
+	// containerd starts shims from its PATH, the shim runs runc from its
+	// own: the tools cache first, and Debian's runc in /usr/sbin even when
+	// the caller's PATH lacks it.
 	harness.Tool(t, "containerd-shim-runc-v2")
+	t.Setenv("PATH", strings.Join([]string{harness.ToolsDir(), os.Getenv("PATH"), "/usr/sbin"}, string(os.PathListSeparator)))
 	requireRunc(t)
-	t.Setenv("PATH", harness.ToolsDir()+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	s := reapOrphan(ctx, t)
 	node := s.nodeA
