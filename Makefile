@@ -1,8 +1,9 @@
-# regmend — build, test, demo and benchmark.
+# regmend — build, test, demo, benchmark, and the image and manifests that ship it.
 #
-# Real components used by the tests (containerd, ctr, the distribution registry,
-# crictl) are built from Go modules pinned in go.mod and tools/go.mod into
-# $(TOOLS), a cache this Makefile owns; they are rebuilt only when a go.mod changes.
+# Real components used by the tests (containerd, ctr, containerd's runc shim,
+# the distribution registry, crictl, helm) are built from Go modules pinned in
+# go.mod and tools/go.mod into $(TOOLS), a cache this Makefile owns; they are
+# rebuilt only when a go.mod changes.
 
 GO       ?= go
 TOOLS    := $(CURDIR)/.cache/bin
@@ -16,7 +17,7 @@ export REGMEND_BIN   := $(BIN)
 
 SHELL := /bin/bash
 
-.PHONY: all build tools test unit e2e demo bench lint fmt clean
+.PHONY: all build tools test unit e2e demo bench lint fmt clean image image-push manifests
 
 all: build
 
@@ -31,7 +32,17 @@ $(TOOLS)/registry $(TOOLS)/crictl: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS)/ github.com/distribution/distribution/v3/cmd/registry sigs.k8s.io/cri-tools/cmd/crictl
 	@touch $(TOOLS)/registry $(TOOLS)/crictl
 
-tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl
+# The shim is what `ctr run` needs to run regmend's image as a container; it
+# comes from the same containerd module as the daemon, so they always match.
+$(TOOLS)/containerd-shim-runc-v2: go.mod go.sum
+	$(GO) build -o $(TOOLS)/ github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+	@touch $@
+
+$(TOOLS)/helm: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS)/ helm.sh/helm/v3/cmd/helm
+	@touch $@
+
+tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl $(TOOLS)/containerd-shim-runc-v2 $(TOOLS)/helm
 
 # Unit packages: everything but the suites under test/ that drive real
 # containerd and registries.
@@ -56,6 +67,40 @@ demo: build tools
 # writes test/bench/RESULTS.md. BENCHFLAGS adds flags (-benchruns N, ...).
 bench: build tools
 	$(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./test/bench -benchtable $(BENCHFLAGS)
+
+# The node agent's image: a static regmend per platform plus the CA bundle,
+# assembled by internal/imagebuild into an OCI image layout (no container
+# engine). Times come from the commit, so a rebuild of the same commit gives
+# the same digests.
+IMAGE_PLATFORMS   ?= linux/amd64 linux/arm64
+IMAGE_SOURCE      ?= https://github.com/regmend/regmend
+REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+CA_BUNDLE         ?= /etc/ssl/certs/ca-certificates.crt
+
+image:
+	@for p in $(IMAGE_PLATFORMS); do \
+	  echo "build regmend for $$p"; \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o $(BIN)/$${p%/*}_$${p#*/}/regmend ./cmd/regmend || exit 1; \
+	done
+	$(GO) run ./internal/imagebuild/cmd/imagebuild build -o $(BIN)/image -ca-bundle $(CA_BUNDLE) \
+	  -version $(VERSION) -revision $(REVISION) -source $(IMAGE_SOURCE) -created $(SOURCE_DATE_EPOCH) \
+	  $(foreach p,$(IMAGE_PLATFORMS),$(p)=$(BIN)/$(subst /,_,$(p))/regmend)
+
+# The end-to-end suite runs this image as the DaemonSet would.
+test e2e: image
+
+# make image-push IMAGE=registry/repo:tag [PUSHFLAGS=-insecure]; credentials
+# come from the docker config.json.
+image-push: image
+	@test -n "$(IMAGE)" || { echo "set IMAGE=registry/repo:tag"; exit 2; }
+	$(GO) run ./internal/imagebuild/cmd/imagebuild push $(PUSHFLAGS) $(BIN)/image $(IMAGE)
+
+# deploy/manifests/regmend.yaml: the chart rendered for users without Helm.
+# test/deploy checks in make test that it is up to date.
+manifests: $(TOOLS)/helm
+	$(GO) test -count=1 -run '^TestManifestsUpToDate$$' ./test/deploy -update
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \

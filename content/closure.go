@@ -30,6 +30,8 @@ const (
 	KindLayer
 )
 
+// String names the kind as reports print it: index, manifest, config,
+// layer or blob.
 func (k Kind) String() string {
 	switch k {
 	case KindIndex:

@@ -15,9 +15,10 @@ import (
 func hostsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "hosts",
-		Usage:     "list regmend in a registry's hosts.toml, after the registry",
-		ArgsUsage: "REGISTRY",
-		Description: `Writes or updates <hosts-dir>/<REGISTRY>/hosts.toml so containerd asks the
+		Usage:     "list regmend in registries' hosts.toml, after each registry",
+		ArgsUsage: "REGISTRY...",
+		Description: `Writes or updates <hosts-dir>/<REGISTRY>/hosts.toml, for each REGISTRY named,
+so containerd asks the
 registry first and regmend's mirror only after the registry answered 404.
 Keeps everything already in the file, backs it up before changing it, does
 nothing when it is already right, and refuses a file it cannot parse. Then
@@ -43,14 +44,28 @@ added to is deleted. Idempotent; keeps a backup.`,
 	}
 }
 
+// runHosts lists regmend in each registry's hosts.toml, or with --remove
+// takes it out. Every name is checked before any file is touched, so a typo
+// in the last one does not leave the first ones done.
 func runHosts(ctx context.Context, cmd *cli.Command) error {
-	if cmd.NArg() != 1 {
-		return usageError("hosts takes one registry (host[:port]), got %d", cmd.NArg())
+	registries := cmd.Args().Slice()
+	if len(registries) == 0 {
+		return usageError("hosts takes at least one registry (host[:port])")
+	}
+	for _, r := range registries {
+		if err := hostsfile.ValidateRegistry(r); err != nil {
+			return &exitCode{code: exitUsage, err: err}
+		}
 	}
 	if cmd.Bool("remove") {
-		return runHostsRemove(ctx, cmd)
+		for _, r := range registries {
+			if err := runHostsRemove(ctx, cmd, r); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	registry, hostsDir := cmd.Args().First(), cmd.String(flagHostsDir)
+	hostsDir := cmd.String(flagHostsDir)
 	var opts []hostsfile.Option
 	if s := cmd.String("server-scheme"); s != "" {
 		if s != "http" && s != "https" {
@@ -69,15 +84,17 @@ func runHosts(ctx context.Context, cmd *cli.Command) error {
 	if !tok.Token.IsZero() {
 		opts = append(opts, hostsfile.WithMirrorToken(daemon.MirrorTokenHeader, tok.Token.Reveal()))
 	}
-	res, err := hostsfile.Ensure(ctx, hostsDir, registry, cmd.String("mirror"), opts...)
-	if errdefs.IsInvalidArgument(err) {
-		return &exitCode{code: exitUsage, err: err}
+	for _, registry := range registries {
+		res, err := hostsfile.Ensure(ctx, hostsDir, registry, cmd.String("mirror"), opts...)
+		if errdefs.IsInvalidArgument(err) {
+			return &exitCode{code: exitUsage, err: err}
+		}
+		if err != nil {
+			return err
+		}
+		verb := map[hostsfile.Action]string{hostsfile.Created: "created", hostsfile.Updated: "updated", hostsfile.Unchanged: "already right:"}[res.Action]
+		printHostsResult(w, res, verb, cmd.Bool("dry-run"), tok)
 	}
-	if err != nil {
-		return err
-	}
-	verb := map[hostsfile.Action]string{hostsfile.Created: "created", hostsfile.Updated: "updated", hostsfile.Unchanged: "already right:"}[res.Action]
-	printHostsResult(w, res, verb, cmd.Bool("dry-run"), tok)
 	f, err := hostsfile.CheckCRIConfigPath(cmd.String("containerd-config"), hostsDir)
 	switch {
 	case err != nil:

@@ -10,8 +10,9 @@ import (
 	"github.com/regmend/regmend/internal/secret"
 )
 
-// runHostsRemove is `regmend hosts --remove REGISTRY`: the uninstall path.
-func runHostsRemove(ctx context.Context, cmd *cli.Command) error {
+// runHostsRemove is `regmend hosts --remove REGISTRY...` for one registry:
+// the uninstall path.
+func runHostsRemove(ctx context.Context, cmd *cli.Command, registry string) error {
 	for _, f := range []string{"mirror-token-file", "server-scheme"} {
 		if cmd.IsSet(f) {
 			return usageError("--remove takes no --%s", f)
@@ -21,7 +22,7 @@ func runHostsRemove(ctx context.Context, cmd *cli.Command) error {
 	if cmd.Bool("dry-run") {
 		opts = append(opts, hostsfile.WithDryRun())
 	}
-	res, err := hostsfile.Remove(ctx, cmd.String(flagHostsDir), cmd.Args().First(), cmd.String("mirror"), opts...)
+	res, err := hostsfile.Remove(ctx, cmd.String(flagHostsDir), registry, cmd.String("mirror"), opts...)
 	if errdefs.IsInvalidArgument(err) {
 		return &exitCode{code: exitUsage, err: err}
 	}

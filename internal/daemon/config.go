@@ -160,4 +160,5 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
+// String writes the duration as a Go duration string.
 func (d Duration) String() string { return time.Duration(d).String() }

@@ -92,7 +92,7 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := validateRegistry(registry); err != nil {
+	if err := ValidateRegistry(registry); err != nil {
 		return Result{}, err
 	}
 	mirror, mirrorKey, err := parseMirror(mirrorURL)

@@ -43,7 +43,7 @@ func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := validateRegistry(registry); err != nil {
+	if err := ValidateRegistry(registry); err != nil {
 		return Result{}, err
 	}
 	mirror, _, err := parseMirror(mirrorURL)

@@ -57,9 +57,10 @@ func apiRoot(p string) string {
 	return p
 }
 
-// validateRegistry checks that registry is a bare host[:port], as containerd
-// passes it to the host directory lookup.
-func validateRegistry(registry string) error {
+// ValidateRegistry checks that registry can have a hosts.toml regmend
+// edits: a bare host[:port], as containerd passes it to the host directory
+// lookup, and not _default.
+func ValidateRegistry(registry string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("registry %q: %s; want host[:port] as it appears in image names, e.g. edge:5000: %w",
 			registry, why, errdefs.ErrInvalidArgument)

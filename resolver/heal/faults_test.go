@@ -265,15 +265,7 @@ func TestHealInterruptedThenRerun(t *testing.T) {
 	if _, err := f.Heal(t, "app", m1); err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
-	for _, b := range m1.Blobs() {
-		kind := "blobs"
-		if b.Desc.Digest == m1.Desc.Digest {
-			kind = "manifests"
-		}
-		if !f.Has(t, "app", kind, b) {
-			t.Errorf("%s %s missing after the rerun", kind, b.Desc.Digest)
-		}
-	}
+	f.AssertWhole(t, "app", m1)
 }
 
 // TestHealReportsLayersGoneLocally: with layers deleted from the local

@@ -58,15 +58,7 @@ func TestHealOrphanBindsRetentionTag(t *testing.T) {
 			if err != nil {
 				t.Fatalf("heal: %v", err)
 			}
-			for _, b := range m1.Blobs() {
-				kind := "blobs"
-				if b.Desc.Digest == m1.Desc.Digest {
-					kind = "manifests"
-				}
-				if !f.Has(t, "app", kind, b) {
-					t.Errorf("%s %s not restored", kind, b.Desc.Digest)
-				}
-			}
+			f.AssertWhole(t, "app", m1)
 			tag := heal.RetentionTag(m1.Desc.Digest)
 			if got := imagetest.TagDigest(t, f.Base, "app", tag); got != m1.Desc.Digest {
 				t.Errorf("retention tag %s = %q, want %s", tag, got, m1.Desc.Digest)

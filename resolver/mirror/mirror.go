@@ -77,6 +77,7 @@ type mirrorRequest struct {
 	digest               digest.Digest
 }
 
+// ServeHTTP answers one distribution API request.
 func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

@@ -65,7 +65,10 @@ type StatusError struct {
 	err        error
 }
 
+// Error says which request got which status.
 func (e *StatusError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error classified with errdefs.
 func (e *StatusError) Unwrap() error { return e.err }
 
 // As gives backoff.Retry the registry's Retry-After.

@@ -50,6 +50,18 @@ func assertHealed(t *testing.T, s *orphanScenario) {
 	}
 }
 
+// assertCommittedOnce checks that reqs committed each blob of ds exactly
+// once: no blob uploaded twice, none missing.
+func assertCommittedOnce(t *testing.T, reqs []harness.Request, repo string, ds []digest.Digest) {
+	t.Helper()
+	committed := committedUploads(reqs)
+	for _, d := range ds {
+		if committed[d.String()] != 1 {
+			t.Errorf("%s: blob %s committed %d times, want once", repo, d, committed[d.String()])
+		}
+	}
+}
+
 // assertRegistryIntact checks that every manifest the registry stores for
 // repo parses and that everything it names is there: no half-written
 // manifest, no index missing a child, no tag to nothing.
@@ -217,12 +229,7 @@ func TestHealThroughFlakyRegistry(t *testing.T) {
 	mu.Unlock()
 	assertHealed(t, s)
 	assertNoDeletes(t, s.reg.Requests()[before:])
-	committed := committedUploads(s.reg.Requests()[before:])
-	for _, d := range s.img.Blobs() {
-		if committed[d.String()] != 1 {
-			t.Errorf("blob %s committed %d times, want once", d, committed[d.String()])
-		}
-	}
+	assertCommittedOnce(t, s.reg.Requests()[before:], "app", s.img.Blobs())
 	assertRegistryIntact(t, s.reg, "app")
 	fresh := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh"})
 	fresh.UseRegistry(s.reg)

@@ -52,14 +52,7 @@ func healOrphanEndToEnd(t *testing.T, opts harness.RegistryOptions) {
 	if r := results[0]; r.Pushed != 4 || len(r.RetentionTags) != 1 || r.RetentionTags[0] != tag {
 		t.Errorf("result pushed=%d tags=%v, want 4 and [%s]", r.Pushed, r.RetentionTags, tag)
 	}
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not restored", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", tag); got != s.d1 {
-		t.Errorf("retention tag = %s, want %s", got, s.d1)
-	}
+	assertHealed(t, s)
 	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
 		t.Errorf("app:v1 moved to %s; regmend must never move a tag", got)
 	}

@@ -68,13 +68,8 @@ func TestConcurrentPullsThroughMirror(t *testing.T) {
 	})
 	reqs := reg.Requests()[before:]
 	assertNoDeletes(t, reqs)
-	committed := committedUploads(reqs)
 	for i, img := range orphans {
-		for _, d := range img.Blobs() {
-			if committed[d.String()] != 1 {
-				t.Errorf("load%d: blob %s committed %d times, want once", i, d, committed[d.String()])
-			}
-		}
+		assertCommittedOnce(t, reqs, fmt.Sprintf("load%d", i), img.Blobs())
 		puts := 0
 		for _, r := range reqs {
 			if r.Method == http.MethodPut && strings.Contains(r.URI, fmt.Sprintf("/v2/load%d/manifests/%s", i, img.Digest)) {

@@ -66,14 +66,7 @@ func (s *orphanScenario) pullHealsThroughMirror(ctx context.Context, t *testing.
 		d, ok := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		return ok && d == s.d1
 	})
-	for _, d := range s.img.Blobs() {
-		if !s.reg.BlobExists("app", d) {
-			t.Errorf("blob %s not healed", d)
-		}
-	}
-	if got, _ := s.reg.TagDigest("app", "v1"); got != s.idx.Digest {
-		t.Errorf("app:v1 moved to %s", got)
-	}
+	assertHealed(t, s)
 	return ref
 }
 

@@ -42,7 +42,12 @@ func TestServeHealsOnPull(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ctr images pull of a reaped digest through regmend: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "registry healed after the ctr pull", func() bool { return s.reg.ManifestExists("other", d2) })
+	// Wait for the whole heal, retention tag included: a tag PUT still in
+	// flight when regmend stops would bring back the manifest deleted below.
+	waitFor(t, 30*time.Second, "registry healed after the ctr pull", func() bool {
+		d, ok := s.reg.TagDigest("other", "sha256-"+d2.Encoded()+".regmend")
+		return ok && d == d2
+	})
 
 	// With regmend stopped, a pull of a reaped digest fails quickly with
 	// "not found", exactly as without regmend.

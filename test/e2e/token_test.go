@@ -79,7 +79,10 @@ func TestServeMirrorToken(t *testing.T) {
 	}
 	d2 := reapAnother(ctx, t, s, "other")
 	mustPull(ctx, t, s.nodeA, s.reg.Ref("other@"+d2.String()))
-	waitFor(t, 30*time.Second, "registry healed after the pull with the new token", func() bool { return s.reg.ManifestExists("other", d2) })
+	waitFor(t, 30*time.Second, "registry healed after the pull with the new token", func() bool {
+		d, ok := s.reg.TagDigest("other", "sha256-"+d2.Encoded()+".regmend")
+		return ok && d == d2
+	})
 	// ctr (the transfer service) sends the header too.
 	d3 := reapAnother(ctx, t, s, "third")
 	if out, err := s.nodeA.Ctr(ctx, "images", "pull", "--hosts-dir", s.nodeA.HostsDir(), s.reg.Ref("third@"+d3.String())); err != nil {

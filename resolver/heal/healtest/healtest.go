@@ -69,6 +69,21 @@ func (f *Fixture) Has(t testing.TB, repo, kind string, b imagetest.Blob) bool {
 	return imagetest.Has(t, f.Base, repo, kind, b.Desc.Digest.String())
 }
 
+// AssertWhole fails the test for each blob of o (its document included)
+// the registry lacks in repo.
+func (f *Fixture) AssertWhole(t testing.TB, repo string, o *imagetest.Object) {
+	t.Helper()
+	for _, b := range o.Blobs() {
+		kind := "blobs"
+		if b.Desc.Digest == o.Desc.Digest {
+			kind = "manifests"
+		}
+		if !f.Has(t, repo, kind, b) {
+			t.Errorf("%s %s not in the registry", kind, b.Desc.Digest)
+		}
+	}
+}
+
 // Orphan reproduces the field failure in repository "app" (see
 // imagetest.Orphan).
 func (f *Fixture) Orphan(t testing.TB, format imagetest.Format) (m1, idx *imagetest.Object) {
