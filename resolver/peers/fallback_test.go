@@ -54,7 +54,7 @@ type holderNode struct {
 	metrics *Metrics
 }
 
-func startHolder(t *testing.T, tok secret.Token, obj *imagetest.Object) *holderNode {
+func startHolder(t testing.TB, tok secret.Token, obj *imagetest.Object) *holderNode {
 	t.Helper()
 	cs, _ := imagetest.LocalStore(t)
 	if obj != nil {
@@ -68,7 +68,7 @@ func startHolder(t *testing.T, tok secret.Token, obj *imagetest.Object) *holderN
 }
 
 // startFresh is a node holding nothing whose mirror asks peers at urls.
-func startFresh(t *testing.T, tok secret.Token, urls ...string) (*httptest.Server, *Metrics) {
+func startFresh(t testing.TB, tok secret.Token, urls ...string) (*httptest.Server, *Metrics) {
 	t.Helper()
 	cs, _ := imagetest.LocalStore(t)
 	members, err := NewMembership(WithStatic(urls...))
@@ -85,7 +85,7 @@ func startFresh(t *testing.T, tok secret.Token, urls ...string) (*httptest.Serve
 	return srv, m
 }
 
-func newToken(t *testing.T) secret.Token {
+func newToken(t testing.TB) secret.Token {
 	t.Helper()
 	tok, err := secret.Generate()
 	if err != nil {
