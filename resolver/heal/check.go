@@ -167,10 +167,19 @@ func (h *Healer) Check(ctx context.Context, targets []Target, opts ...CheckOptio
 		done int
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.images)
+	sl := newSlots(o.images, maxWaitingChecks) // a fix waiting its turn hands its slot back (worker.go)
 	for i, t := range targets {
+		select {
+		case sl.c <- struct{}{}:
+		case <-gctx.Done():
+		}
+		if gctx.Err() != nil {
+			break
+		}
+		w := &worker{s: sl, held: true}
 		g.Go(func() error {
-			img, err := h.checkOne(gctx, t, o.fix, down)
+			defer w.done()
+			img, err := h.checkOne(withSlot(gctx, w), t, o.fix, down)
 			if err != nil {
 				return err
 			}
@@ -184,6 +193,9 @@ func (h *Healer) Check(ctx context.Context, targets []Target, opts ...CheckOptio
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	rep.Counts = map[string]int{}

@@ -66,3 +66,39 @@ func TestDeferredHealHandsItsWorkerBack(t *testing.T) {
 	}
 	imagetest.WaitUntil(t, 5*time.Second, "queue idle", func() bool { return q.Len() == 0 })
 }
+
+// TestDeferredCheckHandsItsSlotBack: a sweep (Check with fix) that checks
+// one image at a time heals the root it owns while the heal of a root
+// deferred to a peer waits its turn.
+func TestDeferredCheckHandsItsSlotBack(t *testing.T) {
+	const after = 1500 * time.Millisecond
+	ranks := &fixedRanks{ranks: map[digest.Digest]int{}, asked: map[digest.Digest]int{}}
+	f := healtest.New(t, heal.WithOwnership(ranks, after, nil))
+	deferred, _ := imagetest.Orphan(t, f.CS, f.Registry, "deferred", imagetest.OCI)
+	owned, _ := imagetest.Orphan(t, f.CS, f.Registry, "owned", imagetest.OCI)
+	ranks.ranks[deferred.Desc.Digest] = 1
+
+	ownedAt := make(chan time.Duration, 1)
+	start := time.Now()
+	rep, err := f.Healer.Check(context.Background(), []heal.Target{f.Target("deferred", deferred), f.Target("owned", owned)},
+		heal.WithFix(true), heal.WithImageConcurrency(1),
+		heal.WithProgress(func(_, _ int, img *heal.ImageReport) {
+			if img.Target.Repository == "owned" {
+				ownedAt <- time.Since(start)
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := <-ownedAt; took >= after {
+		t.Errorf("the owned image was fixed after %s: it waited for the deferred one's slot", took)
+	}
+	if took := time.Since(start); took < after {
+		t.Errorf("the sweep ended after %s, before the deferred heal's takeover at %s", took, after)
+	}
+	for _, img := range rep.Images {
+		if img.State != heal.StateHealthy || img.Fix == nil || len(img.Fix.Pushed) == 0 {
+			t.Errorf("%s: %s, fix %+v; want healthy after pushing", img.Image, img.State, img.Fix)
+		}
+	}
+}

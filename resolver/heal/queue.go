@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -38,9 +37,7 @@ type Queue struct {
 	quiet   time.Duration
 	timeout time.Duration
 	jobs    chan queuedJob
-	slots   chan struct{} // heal slots: one per worker (worker.go)
-	resume  chan struct{} // hands Run's idle slot to a heal that waited
-	waiting atomic.Int64  // heals waiting their turn without a slot
+	slots   *slots // one per worker (worker.go)
 
 	mu      sync.Mutex
 	pending map[healJob]bool
@@ -142,7 +139,8 @@ func NewQueue(healer *Healer, roots RootFinder, opts ...QueueOption) (*Queue, er
 			return nil, err
 		}
 	}
-	q.slots, q.resume = make(chan struct{}, q.workers), make(chan struct{})
+	q.slots = newSlots(q.workers, cap(q.jobs))
+	q.slots.resume = make(chan struct{})
 	return q, nil
 }
 
@@ -193,20 +191,20 @@ func (q *Queue) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case q.slots <- struct{}{}:
+		case q.slots.c <- struct{}{}:
 		}
 	wait:
 		select {
 		case <-ctx.Done():
-			<-q.slots
+			<-q.slots.c
 			return nil
-		case <-q.resume:
+		case <-q.slots.resume:
 			// A heal that waited its turn takes the slot this loop held
 			// for the next job; the loop takes another.
 			continue
 		case j := <-q.jobs:
 			q.metrics.depth(len(q.jobs))
-			w := &worker{q: q, held: true}
+			w := &worker{s: q.slots, held: true}
 			wg.Go(func() {
 				defer w.done()
 				q.run(withSlot(ctx, w), j)

@@ -3,15 +3,33 @@ package heal
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
-// worker is a queued heal's slot among the Queue's workers. A heal that
-// waits its turn among a fleet's holders hands it back (release) and takes
-// one again to heal (acquire), so waiting never stops this node's other
-// heals, among them the roots it owns. At most the queue's size may wait
-// without a slot; beyond that a heal keeps its slot while it waits.
+// slots bounds how many heals run at once (the Queue's workers, the images
+// Check handles at once). A heal that waits its turn among a fleet's
+// holders (WithOwnership) hands its slot back and takes one again to heal,
+// so waiting never stops this node's other heals, among them the roots it
+// owns. At most maxWaiting heals wait so; beyond that a heal keeps its slot
+// while it waits.
+type slots struct {
+	c          chan struct{}
+	resume     chan struct{} // the Queue's: Run hands its idle slot over; nil for Check
+	waiting    atomic.Int64
+	maxWaiting int64
+}
+
+func newSlots(n, maxWaiting int) *slots {
+	return &slots{c: make(chan struct{}, n), maxWaiting: int64(maxWaiting)}
+}
+
+// maxWaitingChecks bounds the heals a Check has waiting their turn without a
+// slot.
+const maxWaitingChecks = 64
+
+// worker is one heal's hold on a slot.
 type worker struct {
-	q        *Queue
+	s        *slots
 	mu       sync.Mutex
 	held     bool
 	waiting  bool
@@ -26,12 +44,12 @@ func (w *worker) release() bool {
 	if !w.held || w.finished {
 		return false
 	}
-	if w.q.waiting.Add(1) > int64(cap(w.q.jobs)) {
-		w.q.waiting.Add(-1)
+	if w.s.waiting.Add(1) > w.s.maxWaiting {
+		w.s.waiting.Add(-1)
 		return false
 	}
 	w.held, w.waiting = false, true
-	<-w.q.slots
+	<-w.s.c
 	return true
 }
 
@@ -40,8 +58,8 @@ func (w *worker) acquire(ctx context.Context) error {
 		return err
 	}
 	select {
-	case w.q.slots <- struct{}{}:
-	case w.q.resume <- struct{}{}: // Run's idle slot, handed over
+	case w.s.c <- struct{}{}:
+	case w.s.resume <- struct{}{}: // the Queue's idle slot, handed over
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -49,14 +67,14 @@ func (w *worker) acquire(ctx context.Context) error {
 	defer w.mu.Unlock()
 	w.stopWaiting()
 	if w.finished {
-		<-w.q.slots // the job ended meanwhile: nothing will release it
+		<-w.s.c // the heal ended meanwhile: nothing will release it
 		return context.Canceled
 	}
 	w.held = true
 	return nil
 }
 
-// done ends the job: its slot, if it holds one, goes back.
+// done ends the heal: its slot, if it holds one, goes back.
 func (w *worker) done() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -64,13 +82,13 @@ func (w *worker) done() {
 	w.stopWaiting()
 	if w.held {
 		w.held = false
-		<-w.q.slots
+		<-w.s.c
 	}
 }
 
 func (w *worker) stopWaiting() {
 	if w.waiting {
 		w.waiting = false
-		w.q.waiting.Add(-1)
+		w.s.waiting.Add(-1)
 	}
 }
