@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regmend/regmend/content"
@@ -133,12 +135,16 @@ func (c *cluster) mirrorOptions() []mirror.Option {
 }
 
 // buildEndpoint makes the peer endpoint: the local store only (no
-// fallback), with the heal queue except for ownership probes.
-func (c *cluster) buildEndpoint(cfg Config, store content.Store, allowed mirror.Allowlist, q mirror.Enqueuer) {
+// fallback), with the heal queue except for ownership probes, which also
+// learn whether this node is healing the root now.
+func (c *cluster) buildEndpoint(cfg Config, store content.Store, allowed mirror.Allowlist, q mirror.Enqueuer, h *heal.Healer) {
 	if c == nil || cfg.PeerListen == "" {
 		return
 	}
-	c.endpoint = peers.NewEndpoint(c.token, mirror.New(store, allowed, mirror.WithHealQueue(q)), mirror.New(store, allowed), c.metrics)
+	healing := func(registry, repo string, d digest.Digest) bool {
+		return h.Healing(heal.Target{Registry: registry, Repository: repo, Root: ocispec.Descriptor{Digest: d}})
+	}
+	c.endpoint = peers.NewEndpoint(c.token, mirror.New(store, allowed, mirror.WithHealQueue(q)), mirror.New(store, allowed), c.metrics, peers.WithHealing(healing))
 }
 
 // peerServer listens on the peer endpoint's address, or returns nil when

@@ -84,7 +84,7 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 		return nil, err
 	}
 	d.mirror = mirror.New(stores.Content, remote, append([]mirror.Option{mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg))}, d.cluster.mirrorOptions()...)...)
-	d.cluster.buildEndpoint(cfg, stores.Content, remote, d.queue)
+	d.cluster.buildEndpoint(cfg, stores.Content, remote, d.queue, d.healer)
 	return d, nil
 }
 

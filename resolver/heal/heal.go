@@ -29,6 +29,7 @@ type Healer struct {
 	progress    func(Progress)
 	flights     singleflight.Group
 	owner       *ownership
+	inflight    inflight
 }
 
 // Progress reports a heal's pushes as they complete.
@@ -145,6 +146,7 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	if err := h.awaitTurn(ctx, t); err != nil {
 		return nil, err
 	}
+	defer h.inflight.start(t)()
 	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
 	if err != nil {
 		return nil, err

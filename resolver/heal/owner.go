@@ -13,10 +13,20 @@ import (
 // Ownership ranks this node among the live nodes of a fleet that hold a
 // root, so that one of them heals it and the others stand by.
 type Ownership interface {
-	// Rank returns this node's place among the live holders of t.Root:
-	// 0 heals at once. An error means the fleet could not be asked; the
-	// node then heals as a single node does.
-	Rank(ctx context.Context, t Target) (int, error)
+	// Turn returns this node's place among the live holders of t.Root.
+	// An error means the fleet could not be asked; the node then heals as
+	// a single node does.
+	Turn(ctx context.Context, t Target) (Turn, error)
+}
+
+// Turn is a node's place among the holders of a root.
+type Turn struct {
+	// Rank is 0 for the node that heals at once.
+	Rank int
+	// AheadHealing: a holder ranked before this node says it is healing the
+	// root now (Healer.Healing). A standing-by node counts that as
+	// progress, so a slow upload (a large blob) is not taken over.
+	AheadHealing bool
 }
 
 // DefaultTakeoverAfter is how long the registry may show no progress on a
@@ -29,9 +39,10 @@ const DefaultTakeoverAfter = 20 * time.Second
 // nothing stops it any more:
 //   - it becomes rank 0 (the nodes before it stopped answering: dead,
 //     killed, partitioned), or
-//   - the registry has shown no progress (no fewer nodes or bytes missing)
-//     for min(r, MaxRankWait) × takeoverAfter (the owner is alive but stuck,
-//     or cannot reach the registry).
+//   - the registry has shown no progress (no fewer nodes or bytes missing,
+//     and no holder before it healing the root) for min(r, MaxRankWait) ×
+//     takeoverAfter (the owner is alive but stuck, or cannot reach the
+//     registry).
 //
 // It stops waiting as soon as nothing is missing, and the heal then finds
 // the registry whole. A Healer without it heals at once (`regmend check
@@ -63,11 +74,12 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 	if h.owner == nil {
 		return nil
 	}
-	rank, err := h.owner.o.Rank(ctx, t)
+	turn, err := h.owner.o.Turn(ctx, t)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("ownership unknown; healing as a single node")
 		return nil
 	}
+	rank := turn.Rank
 	if rank == 0 {
 		return nil
 	}
@@ -101,7 +113,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 			l.Debug("a peer healed the root")
 			return nil
 		}
-		if count < 0 || n < count || b < bytes {
+		if count < 0 || n < count || b < bytes || turn.AheadHealing {
 			count, bytes, last = n, b, time.Now()
 		}
 		limit := time.Duration(min(rank, MaxRankWait)) * h.owner.after
@@ -115,8 +127,8 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 			return ctx.Err()
 		case <-time.After(min(poll, time.Until(last.Add(limit))+time.Millisecond)):
 		}
-		if r, err := h.owner.o.Rank(ctx, t); err == nil {
-			if rank = r; rank == 0 {
+		if next, err := h.owner.o.Turn(ctx, t); err == nil {
+			if turn, rank = next, next.Rank; rank == 0 {
 				h.owner.metrics.count(decisionTakeover)
 				l.WithField("missing", n).Warn("the holders ranked before this node stopped answering; taking the heal over")
 				return nil

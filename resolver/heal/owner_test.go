@@ -21,11 +21,11 @@ type fixedRanks struct {
 	asked map[digest.Digest]int
 }
 
-func (f *fixedRanks) Rank(_ context.Context, t heal.Target) (int, error) {
+func (f *fixedRanks) Turn(_ context.Context, t heal.Target) (heal.Turn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked[t.Root.Digest]++
-	return f.ranks[t.Root.Digest], nil
+	return heal.Turn{Rank: f.ranks[t.Root.Digest]}, nil
 }
 
 // TestDeferredHealHandsItsWorkerBack: with one worker, a heal deferred to

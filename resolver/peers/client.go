@@ -113,6 +113,7 @@ type holder struct {
 	peer      Peer
 	size      int64
 	mediaType string
+	healing   bool // a probe's answer: the peer is healing the root now
 }
 
 // find sends HEAD for ref to every peer not marked down, concurrently,
@@ -181,7 +182,7 @@ func (c *Client) head(ctx context.Context, p Peer, ref mirror.Ref, probe bool) *
 	switch {
 	case resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 && resp.Header.Get("Docker-Content-Digest") == ref.Digest.String():
 		c.metrics.request("hit")
-		return &holder{peer: p, size: resp.ContentLength, mediaType: resp.Header.Get("Content-Type")}
+		return &holder{peer: p, size: resp.ContentLength, mediaType: resp.Header.Get("Content-Type"), healing: resp.Header.Get(HealingHeader) != ""}
 	case resp.StatusCode == http.StatusNotFound:
 		c.metrics.request("miss")
 	default:

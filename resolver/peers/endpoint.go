@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/regmend/regmend/internal/secret"
 )
@@ -20,10 +22,19 @@ import (
 // peers, and with the heal queue, so serving a peer counts as a local hit),
 // or, when it carries ProbeHeader, to probe, the same mirror without the
 // heal queue: ownership probes ask, they do not request a heal.
-func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics) http.Handler {
+func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics, opts ...EndpointOption) http.Handler {
+	var o endpointOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &countingWriter{ResponseWriter: w}
 		if r.Header.Get(ProbeHeader) != "" {
+			if o.healing != nil {
+				if reg, repo, d, ok := probedRoot(r); ok && o.healing(reg, repo, d) {
+					w.Header().Set(HealingHeader, "1")
+				}
+			}
 			probe.ServeHTTP(cw, r)
 		} else {
 			serve.ServeHTTP(cw, r)
@@ -42,6 +53,38 @@ func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics) htt
 		}
 	})
 	return secret.Require(token, secret.FromBearer(), inner, deny)
+}
+
+// HealingHeader, on a probe's answer, says that the node is healing the
+// probed root now.
+const HealingHeader = "Regmend-Healing"
+
+// EndpointOption configures NewEndpoint.
+type EndpointOption func(*endpointOptions)
+
+type endpointOptions struct {
+	healing func(registry, repo string, d digest.Digest) bool
+}
+
+// WithHealing answers a probe of a root that fn says this node is healing
+// now with HealingHeader, which a standing-by peer counts as progress. The
+// default says nothing.
+func WithHealing(fn func(registry, repo string, d digest.Digest) bool) EndpointOption {
+	return func(o *endpointOptions) { o.healing = fn }
+}
+
+// probedRoot reads /v2/<repo>/manifests/<digest>?ns=<registry>.
+func probedRoot(r *http.Request) (registry, repo string, d digest.Digest, ok bool) {
+	p, found := strings.CutPrefix(r.URL.Path, "/v2/")
+	i := strings.LastIndex(p, "/manifests/")
+	if !found || i <= 0 {
+		return "", "", "", false
+	}
+	d, err := digest.Parse(p[i+len("/manifests/"):])
+	if err != nil {
+		return "", "", "", false
+	}
+	return r.URL.Query().Get("ns"), p[:i], d, true
 }
 
 // countingWriter counts the body bytes written.

@@ -2,7 +2,13 @@ package peers
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regmend/regmend/internal/secret"
+	"github.com/regmend/regmend/resolver/mirror"
 
 	"github.com/regmend/regmend/internal/imagetest"
 )
@@ -57,5 +63,26 @@ func TestProbeQueuesNoHeal(t *testing.T) {
 	}
 	if got := a.queue.requests(); len(got) != 0 {
 		t.Errorf("a probe queued heals %v", got)
+	}
+}
+
+func TestProbeSaysHealing(t *testing.T) {
+	tok := newToken(t)
+	img := imagetest.Manifest(t, imagetest.OCI, imagetest.Platform("linux", "amd64"), 1, 1024)
+	cs, _ := imagetest.LocalStore(t)
+	imagetest.WriteLocal(t, cs, testRegistry, testRepo, img)
+	healing := func(registry, repo string, d digest.Digest) bool {
+		return registry == testRegistry && repo == testRepo && d == img.Desc.Digest
+	}
+	srv := httptest.NewServer(NewEndpoint(secret.Static(tok), mirror.New(cs, allowAll{}), mirror.New(cs, allowAll{}), nil, WithHealing(healing)))
+	t.Cleanup(srv.Close)
+	auth := []string{"Authorization", "Bearer " + tok.Reveal()}
+	resp, _, err := fetchFrom(t, srv.URL, http.MethodHead, "manifests", img.Desc.Digest, append(auth, ProbeHeader, "1")...)
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get(HealingHeader) == "" {
+		t.Errorf("probe of a root being healed: status %v, %s %q", resp.StatusCode, HealingHeader, resp.Header.Get(HealingHeader))
+	}
+	resp, _, _ = fetchFrom(t, srv.URL, http.MethodHead, "manifests", img.Desc.Digest, auth...)
+	if resp.Header.Get(HealingHeader) != "" {
+		t.Error("a request that is not a probe was told about heals")
 	}
 }

@@ -31,30 +31,35 @@ type Ranker struct {
 // NewRanker ranks through c's membership and peers.
 func NewRanker(c *Client) *Ranker { return &Ranker{client: c} }
 
-// Rank returns this node's rank for t's root. When it is not first, it
-// asks the first holder for the root (an ordinary HEAD, which queues a
-// heal there), so an owner that never saw a request heals at once rather
-// than after a takeover.
-func (r *Ranker) Rank(ctx context.Context, t heal.Target) (int, error) {
+// Turn returns this node's rank for t's root, and whether a holder ranked
+// before it says it is healing the root now. When it is not first, it asks
+// the first holder for the root (an ordinary HEAD, which queues a heal
+// there), so an owner that never saw a request heals at once rather than
+// after a takeover.
+func (r *Ranker) Turn(ctx context.Context, t heal.Target) (heal.Turn, error) {
 	self := r.client.members.Self()
 	if self == "" {
-		return 0, fmt.Errorf("rank %s: this node has no peer identity (no peer endpoint): %w", t, errdefs.ErrFailedPrecondition)
+		return heal.Turn{}, fmt.Errorf("rank %s: this node has no peer identity (no peer endpoint): %w", t, errdefs.ErrFailedPrecondition)
 	}
 	ref := refOf(t.Registry, t.Repository, t.Root.Digest)
 	holders := r.client.find(ctx, ref, true, false)
 	ids := []string{self}
-	byID := map[string]Peer{}
+	byID := map[string]holder{}
 	for _, h := range holders {
 		ids = append(ids, h.peer.ID)
-		byID[h.peer.ID] = h.peer
+		byID[h.peer.ID] = h
 	}
 	order := Rendezvous(t.Root.Digest, ids)
-	rank := slices.Index(order, self)
-	log.G(ctx).WithField("root", t.Root.Digest).WithField("holders", order).WithField("rank", rank).Debug("ranked among holders")
-	if rank > 0 {
-		r.client.head(ctx, byID[order[0]], ref, false)
+	turn := heal.Turn{Rank: slices.Index(order, self)}
+	for _, id := range order[:turn.Rank] {
+		turn.AheadHealing = turn.AheadHealing || byID[id].healing
 	}
-	return rank, nil
+	log.G(ctx).WithField("root", t.Root.Digest).WithField("holders", order).WithField("rank", turn.Rank).
+		WithField("ahead_healing", turn.AheadHealing).Debug("ranked among holders")
+	if turn.Rank > 0 && !turn.AheadHealing {
+		r.client.head(ctx, byID[order[0]].peer, ref, false)
+	}
+	return turn, nil
 }
 
 // Rendezvous orders ids by their rendezvous (highest random weight) score

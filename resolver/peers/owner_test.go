@@ -64,10 +64,11 @@ func TestRankerRanksLiveHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := heal.Target{Registry: testRegistry, Repository: testRepo, Root: img.Root()}
-	rank, err := NewRanker(c).Rank(context.Background(), target)
+	turn, err := NewRanker(c).Turn(context.Background(), target)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rank := turn.Rank
 	ids := []string{self}
 	for _, h := range holders {
 		p, _ := ParsePeer(h.srv.URL)
@@ -95,7 +96,7 @@ func TestRankerRanksLiveHolders(t *testing.T) {
 	// A node with no identity cannot rank: it heals as a single node.
 	anon, _ := NewMembership(WithStatic(urls...))
 	c2, _ := NewClient(anon, staticSource(tok))
-	if _, err := NewRanker(c2).Rank(context.Background(), target); err == nil {
+	if _, err := NewRanker(c2).Turn(context.Background(), target); err == nil {
 		t.Error("rank without identity succeeded")
 	}
 }

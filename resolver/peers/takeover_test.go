@@ -47,6 +47,7 @@ type takeoverSetup struct {
 	healer  *heal.Healer
 	owner   *httptest.Server
 	nudges  atomic.Int32
+	healing atomic.Bool // the owner answers probes saying it is healing
 	metrics *prometheus.Registry
 }
 
@@ -67,6 +68,8 @@ func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup 
 		}
 		if r.Header.Get(ProbeHeader) == "" {
 			s.nudges.Add(1)
+		} else if s.healing.Load() {
+			w.Header().Set(HealingHeader, "1")
 		}
 		w.Header().Set("Docker-Content-Digest", s.img.Desc.Digest.String())
 		w.Header().Set("Content-Length", strconv.Itoa(len(s.img.Data)))
@@ -188,5 +191,27 @@ func TestOwnerHealsOthersStandBy(t *testing.T) {
 	}
 	if s.counter(t, "regmend_heals_done_by_peer_total") != 1 || s.counter(t, "regmend_heal_takeovers_total") != 0 {
 		t.Error("want the heal counted as done by a peer, and no takeover")
+	}
+}
+
+// TestSlowOwnerNotTakenOver: an owner that says it is healing the root (a
+// large upload in progress) is not taken over while it says so, though the
+// registry shows no progress; once it stops, the node takes over after
+// takeover_after.
+func TestSlowOwnerNotTakenOver(t *testing.T) {
+	const after = 400 * time.Millisecond
+	s := newTakeoverSetup(t, after)
+	s.healing.Store(true)
+	const busy = 1500 * time.Millisecond
+	time.AfterFunc(busy, func() { s.healing.Store(false) })
+	start := time.Now()
+	if _, err := s.healer.Heal(context.Background(), s.target); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < busy+after-100*time.Millisecond {
+		t.Errorf("taken over after %s while the owner said it was healing for %s", took, busy)
+	}
+	if s.counter(t, "regmend_heal_takeovers_total") != 1 {
+		t.Error("want one takeover once the owner stopped healing")
 	}
 }

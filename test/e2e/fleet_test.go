@@ -226,6 +226,28 @@ func TestFleetHealsOnce(t *testing.T) {
 		t.Errorf("%v takeovers with every node alive", takeovers)
 	}
 	assertRegistryIntact(t, f.reg, "app")
+	if t.Failed() {
+		f.logMetrics(t)
+	}
+}
+
+// logMetrics logs every node's heal and ownership counters and the writes
+// the proxy saw, to tell a duplicate heal from a retried request.
+func (f *fleet) logMetrics(t *testing.T) {
+	t.Helper()
+	for i, srv := range f.srvs {
+		var b strings.Builder
+		for _, r := range []string{"healed", "nothing", "partial", "failed"} {
+			fmt.Fprintf(&b, " %s=%v", r, srv.Metric(t, "regmend_heals_total", `result="`+r+`"`))
+		}
+		for _, m := range []string{"regmend_heals_deferred_total", "regmend_heals_done_by_peer_total", "regmend_heal_takeovers_total", "regmend_pushed_bytes_total"} {
+			fmt.Fprintf(&b, " %s=%v", strings.TrimPrefix(m, "regmend_"), srv.Metric(t, m))
+		}
+		t.Logf("node%d (%s):%s", i, f.addrs[i], b.String())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t.Logf("upload PUTs by digest: %v; manifest PUTs: %v", f.uploads, f.manifests)
 }
 
 // TestFleetOwnerKilledMidHeal: the owner of the orphan is SIGKILLed while
