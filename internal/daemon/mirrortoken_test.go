@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
+
+	"github.com/regmend/regmend/internal/imagetest"
 )
 
 type noImages struct{}
@@ -88,7 +88,7 @@ func get(t *testing.T, url, token string) (int, string) {
 // takes effect without a restart.
 func TestMirrorToken(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mirror-token")
-	var logs syncBuffer
+	var logs imagetest.SyncBuffer
 	mirror, metrics := runDaemon(t, file, &logs)
 	for _, want := range []string{"created the mirror token file", "serves only requests that carry the mirror token"} {
 		if !strings.Contains(logs.String(), want) {
@@ -139,7 +139,7 @@ func TestMirrorToken(t *testing.T) {
 // TestMirrorWithoutToken: without a token the mirror answers everyone, and
 // the daemon says so at start.
 func TestMirrorWithoutToken(t *testing.T) {
-	var logs syncBuffer
+	var logs imagetest.SyncBuffer
 	mirror, _ := runDaemon(t, "", &logs)
 	if code, _ := get(t, mirror+"/v2/", ""); code != 200 {
 		t.Errorf("without a token configured: %d, want 200", code)
@@ -147,24 +147,6 @@ func TestMirrorWithoutToken(t *testing.T) {
 	if !strings.Contains(logs.String(), "open to every local process") || !strings.Contains(logs.String(), "level=warning") {
 		t.Errorf("no warning that the mirror is open:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer the daemon's goroutines may log into.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestMirrorTokenFileBad(t *testing.T) {

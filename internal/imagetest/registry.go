@@ -1,6 +1,7 @@
 package imagetest
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -177,4 +178,25 @@ func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 func Main(m *testing.M) {
 	_ = log.SetLevel("error")
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+}
+
+// SyncBuffer is a bytes.Buffer that goroutines may write into (a logger's
+// output) while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package heal_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -39,7 +37,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
 		return true
 	})
-	var logs syncBuffer
+	var logs imagetest.SyncBuffer
 	prevOut, prevLevel := logrus.StandardLogger().Out, logrus.GetLevel()
 	logrus.SetOutput(&logs)
 	log.SetLevel("trace")
@@ -86,21 +84,4 @@ func TestCredentialsNeverLogged(t *testing.T) {
 			t.Errorf("debug log contains the secret %q", s)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

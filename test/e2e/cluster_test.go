@@ -69,12 +69,7 @@ func manifestPuts(reqs []harness.Request, repo string, d digest.Digest) int {
 // manifest PUT once in reqs.
 func assertHealedOnce(t *testing.T, reqs []harness.Request, repo string, img harness.PushedImage) {
 	t.Helper()
-	committed := committedUploads(reqs)
-	for _, d := range img.Blobs() {
-		if committed[d.String()] != 1 {
-			t.Errorf("blob %s committed %d times, want once", d, committed[d.String()])
-		}
-	}
+	assertCommittedOnce(t, reqs, repo, img.Blobs())
 	if n := manifestPuts(reqs, repo, img.Digest); n != 1 {
 		t.Errorf("manifest %s PUT %d times, want once", img.Digest, n)
 	}

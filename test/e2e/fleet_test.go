@@ -140,6 +140,32 @@ func (f *fleet) eachNode(t *testing.T, fn func(i int, node *harness.Containerd) 
 }
 
 // settled reports whether every deferred heal on the live nodes has ended.
+// waitHealedOnce waits until no node has a heal pending, then checks that
+// the counting proxy saw each blob of the orphan uploaded once and its
+// manifest PUT once, whichever nodes healed.
+func (f *fleet) waitHealedOnce(t *testing.T) {
+	t.Helper()
+	// Settled twice, a second apart: no heal was between its dequeue and
+	// its ranking at the first look.
+	waitFor(t, 60*time.Second, "every deferred heal ended", func() bool {
+		if !f.settled(t, nil) {
+			return false
+		}
+		time.Sleep(time.Second)
+		return f.settled(t, nil)
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range f.img.Blobs() {
+		if f.uploads[d.String()] != 1 {
+			t.Errorf("blob %s uploaded %d times through the proxy, want once", d, f.uploads[d.String()])
+		}
+	}
+	if got := f.manifests["/v2/app/manifests/"+f.img.Digest.String()]; got != 1 {
+		t.Errorf("manifest PUT %d times, want once (all PUTs: %v)", got, f.manifests)
+	}
+}
+
 func (f *fleet) settled(t *testing.T, dead map[int]bool) bool {
 	for i, srv := range f.srvs {
 		if dead[i] {
@@ -188,26 +214,9 @@ func TestFleetHealsOnce(t *testing.T) {
 	t.Logf("%d concurrent CRI pulls of the orphan: %s", n, time.Since(start).Round(time.Millisecond))
 	waitRetained(t, f.reg, "app", f.img.Digest, 60*time.Second)
 	t.Logf("registry healed %s after the pulls began", time.Since(start).Round(time.Millisecond))
-	// Settled twice, a second apart: no heal was between its dequeue and
-	// its ranking at the first look.
-	waitFor(t, 60*time.Second, "every deferred heal ended", func() bool {
-		if !f.settled(t, nil) {
-			return false
-		}
-		time.Sleep(time.Second)
-		return f.settled(t, nil)
-	})
-
+	f.waitHealedOnce(t)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, d := range f.img.Blobs() {
-		if f.uploads[d.String()] != 1 {
-			t.Errorf("blob %s uploaded %d times through the proxy, want once", d, f.uploads[d.String()])
-		}
-	}
-	if got := f.manifests["/v2/app/manifests/"+f.img.Digest.String()]; got != 1 {
-		t.Errorf("manifest PUT %d times, want once (all PUTs: %v)", got, f.manifests)
-	}
 	assertHealedOnce(t, f.reg.Requests(), "app", f.img)
 	var healers []int
 	var deferred, takeovers float64
@@ -318,23 +327,9 @@ func TestFleetStartupSweepHealsOnce(t *testing.T) {
 	defer cancel()
 	f := startFleet(ctx, t, 4, "--sweep-interval", "1h") // the first sweep runs within 5s of start
 	waitRetained(t, f.reg, "app", f.img.Digest, 60*time.Second)
-	waitFor(t, 60*time.Second, "every deferred heal ended", func() bool {
-		if !f.settled(t, nil) {
-			return false
-		}
-		time.Sleep(time.Second)
-		return f.settled(t, nil)
-	})
+	f.waitHealedOnce(t)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, d := range f.img.Blobs() {
-		if f.uploads[d.String()] != 1 {
-			t.Errorf("blob %s uploaded %d times through the proxy, want once", d, f.uploads[d.String()])
-		}
-	}
-	if got := f.manifests["/v2/app/manifests/"+f.img.Digest.String()]; got != 1 {
-		t.Errorf("manifest PUT %d times, want once (all PUTs: %v)", got, f.manifests)
-	}
 	var deferred float64
 	for _, srv := range f.srvs {
 		deferred += srv.Metric(t, "regmend_heals_deferred_total")
