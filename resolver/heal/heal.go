@@ -220,7 +220,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	g.SetLimit(h.concurrency)
 	for _, n := range blobs {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, "@"+plan.Target.Root.Digest.String(), n)
+			o, err := h.pushNode(gctx, sess, n)
 			if err != nil {
 				return err
 			}
@@ -232,7 +232,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 		return err
 	}
 	for _, n := range manifests {
-		o, err := h.pushNode(ctx, sess, "@"+plan.Target.Root.Digest.String(), n)
+		o, err := h.pushNode(ctx, sess, n)
 		if err != nil {
 			return err
 		}
@@ -241,14 +241,21 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	return nil
 }
 
-// pushNode pushes one node with retries; each try re-reads local content.
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, object string, n *content.Node) (registry.Outcome, error) {
-	desc := n.Descriptor
-	desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+// pushNode pushes one node the plan found missing, with retries; each try
+// re-reads local content. The plan's HEAD was the presence check, so the
+// push asks nothing first: a blob is uploaded (or mounted), a manifest put.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node) (registry.Outcome, error) {
+	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
 	var out registry.Outcome
 	err := sess.Retry(ctx, func() error {
 		var err error
-		out, err = sess.Push(ctx, object, desc, func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) })
+		if n.Kind.IsManifest() {
+			out, err = registry.Pushed, sess.PutManifest(ctx, n.Digest.String(), n.Descriptor, open)
+			return err
+		}
+		desc := n.Descriptor
+		desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+		out, err = sess.Upload(ctx, desc, open)
 		return err
 	})
 	return out, err

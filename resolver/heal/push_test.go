@@ -1,0 +1,114 @@
+package heal_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/heal/healtest"
+)
+
+// TestHealAsksOncePerNode: the plan's HEAD is the only presence check. An
+// orphan heal asks once about each node it plans (the manifest, its config
+// and layers) and once about the retention tag, then writes: each blob one
+// POST and one PUT, the manifest and the tag one PUT each.
+func TestHealAsksOncePerNode(t *testing.T) {
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	if _, err := f.Heal(t, "app", m1); err != nil {
+		t.Fatal(err)
+	}
+	heads := map[string]int{}
+	var posts, puts int
+	for _, r := range f.Log.All() {
+		switch r.Method {
+		case http.MethodHead:
+			heads[r.Path]++
+		case http.MethodPost:
+			posts++
+		case http.MethodPut:
+			puts++
+		}
+	}
+	for path, n := range heads {
+		if n != 1 {
+			t.Errorf("HEAD %s sent %d times, want once", path, n)
+		}
+	}
+	blobs := len(m1.Layers) + 1
+	if len(heads) != blobs+2 || posts != blobs || puts != blobs+2 {
+		t.Errorf("%d HEADs, %d POSTs, %d PUTs; want %d, %d and %d (each node asked once, then written)",
+			len(heads), posts, puts, blobs+2, blobs, blobs+2)
+	}
+}
+
+// TestHealMountsFromSourceRepository: the node pulled the image from
+// repository "base" of the same registry (its source labels say so) and
+// heals it into "app": each blob is asked to be mounted from "base", and
+// the registry mounting it (201) means no byte of it is sent.
+func TestHealMountsFromSourceRepository(t *testing.T) {
+	f := healtest.New(t)
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 1024)
+	imagetest.WriteLocal(t, f.CS, f.Host, "base", m)
+	// go-containerregistry's registry does not mount; this fault answers
+	// as distribution does when the source repository holds the blob.
+	var mu sync.Mutex
+	mounts := map[string]string{}
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		q := r.URL.Query()
+		if r.Method != http.MethodPost || q.Get("mount") == "" {
+			return false
+		}
+		mu.Lock()
+		mounts[q.Get("mount")] = q.Get("from")
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		return true
+	})
+	res, err := f.Healer.Heal(t.Context(), heal.Target{Registry: f.Host, Repository: "app", Root: m.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Mounted != 3 || res.Pushed != 1 {
+		t.Errorf("mounted %d, pushed %d; want the 3 blobs mounted and the manifest pushed", res.Mounted, res.Pushed)
+	}
+	for _, b := range append(m.Layers, *m.Config) {
+		if from := mounts[b.Desc.Digest.String()]; from != "base" {
+			t.Errorf("blob %s: mount from %q, want base", b.Desc.Digest, from)
+		}
+	}
+	for _, r := range f.Log.Writes() {
+		if r.Method == http.MethodPut && strings.Contains(r.Path, "/blobs/") {
+			t.Errorf("uploaded a blob the registry mounted: %s %s", r.Method, r.Path)
+		}
+	}
+}
+
+// TestHealUploadsWhenMountRefused: a registry that starts an upload in
+// answer to a mount request (go-containerregistry's, or distribution's
+// when the source lacks the blob) gets the bytes in that upload.
+func TestHealUploadsWhenMountRefused(t *testing.T) {
+	f := healtest.New(t)
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 1024)
+	imagetest.WriteLocal(t, f.CS, f.Host, "base", m)
+	res, err := f.Healer.Heal(t.Context(), heal.Target{Registry: f.Host, Repository: "app", Root: m.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.AssertWhole(t, "app", m)
+	if res.Pushed != 4 || res.Mounted != 0 {
+		t.Errorf("pushed %d, mounted %d; want all 4 pushed", res.Pushed, res.Mounted)
+	}
+	posts := 0
+	for _, r := range f.Log.All() {
+		if r.Method == http.MethodPost {
+			posts++
+		}
+	}
+	if posts != 3 {
+		t.Errorf("%d POSTs, want 3: one per blob, the mount request starting the upload", posts)
+	}
+}
