@@ -49,6 +49,12 @@ type Config struct {
 	// `regmend hosts --mirror-token-file` writes into hosts.toml for
 	// containerd. "" leaves the mirror open to every local process.
 	MirrorTokenFile string `toml:"mirror_token_file"`
+	// ContentDir is containerd's content directory, read directly for
+	// blobs (not over gRPC) where this process can read it: "" asks
+	// containerd, "none" reads only through its API. An unreadable
+	// directory falls back to the API. The plugin build ignores it: it reads
+	// the store in-process, from the same files.
+	ContentDir string `toml:"content_dir"`
 }
 
 // Default settings; the rest come from the packages that own them
