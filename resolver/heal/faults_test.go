@@ -161,20 +161,33 @@ func TestHealRepushesBlobLostBeforeManifest(t *testing.T) {
 	f := healtest.New(t)
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	lost := m1.Layers[0].Desc.Digest
-	var once sync.Once
+	// Until the lost blob is uploaded again, every PUT of the manifest (by
+	// digest, or at its retention tag) is refused, as distribution checks
+	// a manifest's blobs whatever it is put at.
+	var (
+		mu         sync.Mutex
+		once, gone bool
+	)
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/manifests/"+m1.Desc.Digest.String()) {
+		if r.Method != http.MethodPut { // the DELETE below comes through here too
 			return false
 		}
-		refuse := false
-		once.Do(func() {
-			refuse = true
+		mu.Lock()
+		defer mu.Unlock()
+		if imagetest.UploadDigest(r) == lost.String() {
+			gone = false
+		}
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			return false
+		}
+		if !once {
+			once, gone = true, true
 			req, _ := http.NewRequest(http.MethodDelete, f.Base+"/v2/app/blobs/"+lost.String(), nil)
 			if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
 				t.Errorf("delete blob during the heal: %v %v", resp, err)
 			}
-		})
-		if !refuse {
+		}
+		if !gone {
 			return false
 		}
 		io.Copy(io.Discard, r.Body)
