@@ -83,7 +83,7 @@ func TestHealSurvivesDroppedUploads(t *testing.T) {
 
 // TestHealHonoursRetryAfterOnPush: after a 429 with Retry-After on a
 // write, nothing more is sent to the registry before that time, not even
-// the retry containerd's pusher makes at once on its own.
+// a retry by another of the heal's requests.
 func TestHealHonoursRetryAfterOnPush(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -220,7 +220,7 @@ func TestHealRepushesBlobLostBeforeManifest(t *testing.T) {
 	}
 }
 
-// TestChildUnknownSeesRegistryBody: containerd's pusher keeps the
+// TestChildUnknownSeesRegistryBody: the manifest PUT keeps the
 // registry's error body in ErrUnexpectedStatus, which the re-plan reads.
 func TestChildUnknownSeesRegistryBody(t *testing.T) {
 	f := healtest.New(t, heal.WithConcurrency(1))

@@ -148,9 +148,6 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	res := &Result{Target: t, outcome: map[digest.Digest]Status{}}
 	var plan *Plan
 	for round := 1; ; round++ {
-		if round > 1 {
-			sess = sess.Renew()
-		}
 		plan, err = h.plan(ctx, sess, t)
 		if err != nil {
 			return nil, err
@@ -212,8 +209,6 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			res.BytesPushed += n.Size
 		case registry.Mounted:
 			res.outcome[n.Digest] = StatusMounted
-		default:
-			res.outcome[n.Digest] = StatusPresent
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
