@@ -215,7 +215,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	g.SetLimit(h.concurrency)
 	for _, n := range blobs {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, n, n.Digest.String())
+			o, err := h.pushNode(gctx, sess, n)
 			if err != nil {
 				return err
 			}
@@ -226,37 +226,23 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	rootTag, err := h.rootTag(ctx, sess, plan)
-	if err != nil {
-		return err
-	}
 	// Manifests a level at a time, concurrently within a level: every
-	// child manifest before the index that names it. A missing root whose
-	// retention tag is free is put at the tag alongside its digest, both
-	// once its children are there.
+	// child manifest before the index that names it. (The root's retention
+	// tag is put after the root, by retain: a tag PUT racing the digest PUT
+	// could be accepted just before a GC takes a blob, and the re-plan would
+	// then find the manifest present and look no further.)
 	for _, level := range levels(manifests) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(h.concurrency)
 		for _, n := range level {
 			g.Go(func() error {
-				o, err := h.pushNode(gctx, sess, n, n.Digest.String())
+				o, err := h.pushNode(gctx, sess, n)
 				if err != nil {
 					return err
 				}
 				record(n, o)
 				return nil
 			})
-			if n.Digest == plan.Target.Root.Digest && rootTag != "" {
-				g.Go(func() error {
-					if _, err := h.pushNode(gctx, sess, n, rootTag); err != nil {
-						return fmt.Errorf("bind retention tag %s to %s: %w", rootTag, n.Digest, err)
-					}
-					mu.Lock()
-					res.RetentionTags = append(res.RetentionTags, rootTag)
-					mu.Unlock()
-					return nil
-				})
-			}
 		}
 		if err := g.Wait(); err != nil {
 			return err
@@ -289,14 +275,14 @@ func levels(manifests []*content.Node) [][]*content.Node {
 // pushNode pushes one node the plan found missing, with retries; each try
 // re-reads local content. The plan's HEAD was the presence check, so the
 // push asks nothing first: a blob is uploaded (or mounted), a manifest put
-// at ref (its digest, or the root's free retention tag).
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node, ref string) (registry.Outcome, error) {
+// by digest.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node) (registry.Outcome, error) {
 	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
 	var out registry.Outcome
 	err := sess.Retry(ctx, func() error {
 		var err error
 		if n.Kind.IsManifest() {
-			out, err = registry.Pushed, sess.PutManifest(ctx, ref, n.Descriptor, open)
+			out, err = registry.Pushed, sess.PutManifest(ctx, n.Digest.String(), n.Descriptor, open)
 			return err
 		}
 		desc := n.Descriptor

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -64,9 +63,6 @@ func (h *Healer) retain(ctx context.Context, sess *registry.Session, plan *Plan,
 	}
 	for _, n := range anchors(plan, res) {
 		tag := RetentionTag(n.Digest)
-		if slices.Contains(res.RetentionTags, tag) {
-			continue // the root's, put with it (rootTag)
-		}
 		if err := h.bindTag(ctx, sess, tag, n); err != nil {
 			return err
 		}
@@ -102,26 +98,6 @@ func anchors(plan *Plan, res *Result) []*content.Node {
 		}
 	}
 	return out
-}
-
-// rootTag returns the retention tag to put a missing root at together with
-// its digest, rather than after it: "" when retention is off, the root is
-// not to be pushed, or the tag exists (retain then checks where it points,
-// and never moves it). The HEAD here is the one retain would send.
-func (h *Healer) rootTag(ctx context.Context, sess *registry.Session, plan *Plan) (string, error) {
-	root := plan.Closure.Root
-	if h.retention != RetainTag || !root.Kind.IsManifest() || plan.Status(root.Digest) != StatusMissing {
-		return "", nil
-	}
-	tag := RetentionTag(root.Digest)
-	_, exists, err := sess.TagDigest(ctx, tag)
-	if err != nil {
-		return "", fmt.Errorf("retention tag %s: %w", tag, err)
-	}
-	if exists {
-		return "", nil
-	}
-	return tag, nil
 }
 
 // bindTag points tag at n unless the tag exists: an existing tag is never
