@@ -97,7 +97,7 @@ func TestHealHonoursRetryAfterOnPush(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := healtest.New(t, heal.WithConcurrency(1))
+			f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 			m1, _ := f.Orphan(t, imagetest.OCI)
 			const refusals = 2
 			var (
@@ -223,7 +223,7 @@ func TestHealRepushesBlobLostBeforeManifest(t *testing.T) {
 // TestChildUnknownSeesRegistryBody: the manifest PUT keeps the
 // registry's error body in ErrUnexpectedStatus, which the re-plan reads.
 func TestChildUnknownSeesRegistryBody(t *testing.T) {
-	f := healtest.New(t, heal.WithConcurrency(1))
+	f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
@@ -252,7 +252,7 @@ func TestChildUnknownSeesRegistryBody(t *testing.T) {
 // TestHealInterruptedThenRerun: a heal stopped mid-upload leaves no
 // manifest in the registry; a second heal completes it.
 func TestHealInterruptedThenRerun(t *testing.T) {
-	f := healtest.New(t, heal.WithConcurrency(1))
+	f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once

@@ -23,6 +23,7 @@ type Healer struct {
 	store       content.Store
 	remote      *registry.Remote
 	concurrency int
+	uploads     int
 	deep        bool
 	retention   Retention
 	rounds      int
@@ -60,6 +61,18 @@ func WithConcurrency(n int) HealerOption {
 	}
 }
 
+// WithUploads bounds the blob uploads one heal has in flight (manifests,
+// being small, follow WithConcurrency). The default is DefaultUploads.
+func WithUploads(n int) HealerOption {
+	return func(h *Healer) error {
+		if n < 1 {
+			return fmt.Errorf("uploads %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		h.uploads = n
+		return nil
+	}
+}
+
 // WithDeepCheck also asks the registry for every blob of the manifests it
 // holds. The default trusts a registry to keep the blobs of its manifests.
 func WithDeepCheck(deep bool) HealerOption {
@@ -78,12 +91,21 @@ func WithRetention(r Retention) HealerOption {
 	}
 }
 
-// DefaultConcurrency is how many requests one heal has in flight.
+// DefaultConcurrency is how many requests one heal has in flight to ask
+// the registry what it holds, and to put manifests.
 const DefaultConcurrency = 4
+
+// DefaultUploads is how many blob uploads one heal has in flight. A
+// registry answers an upload's PUT only once the blob is synced to its
+// disk (distribution's filesystem driver; the POST that starts it syncs
+// too), so uploads in flight overlap those waits; on 2 cores 8 beat 4 and
+// 16 (the hashing then competes with the registry for the CPU). See
+// test/bench/TUNING.md.
+const DefaultUploads = 8
 
 // NewHealer returns a Healer reading store and writing through remote.
 func NewHealer(store content.Store, remote *registry.Remote, opts ...HealerOption) (*Healer, error) {
-	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, retention: RetainTag, rounds: 3}
+	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, uploads: DefaultUploads, retention: RetainTag, rounds: 3}
 	for _, o := range opts {
 		if err := o(h); err != nil {
 			return nil, err
@@ -212,7 +234,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(h.concurrency)
+	g.SetLimit(h.uploads)
 	for _, n := range blobs {
 		g.Go(func() error {
 			o, err := h.pushNode(gctx, sess, n)

@@ -1,11 +1,17 @@
 package heal_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/heal/healtest"
@@ -111,4 +117,56 @@ func TestHealUploadsWhenMountRefused(t *testing.T) {
 	if posts != 3 {
 		t.Errorf("%d POSTs, want 3: one per blob, the mount request starting the upload", posts)
 	}
+}
+
+// TestHealBoundsUploadsInFlight: WithUploads(2) never has more than two
+// blobs open for upload at once; WithUploads(0) is refused.
+func TestHealBoundsUploadsInFlight(t *testing.T) {
+	f := healtest.New(t)
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	store := &openCounter{Store: f.CS}
+	h, err := heal.NewHealer(store, f.Remote(t), heal.WithUploads(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Heal(t.Context(), f.Target("app", m1)); err != nil {
+		t.Fatal(err)
+	}
+	if store.most > 2 || store.most == 0 {
+		t.Errorf("%d blobs open at once, want 1 or 2", store.most)
+	}
+	if _, err := heal.NewHealer(f.CS, f.Remote(t), heal.WithUploads(0)); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("WithUploads(0): err = %v, want invalid argument", err)
+	}
+}
+
+// openCounter is a store that tracks the most blobs (not manifests) open
+// at once.
+type openCounter struct {
+	ctrcontent.Store
+	mu         sync.Mutex
+	open, most int
+}
+
+func (s *openCounter) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctrcontent.ReaderAt, error) {
+	ra, err := s.Store.ReaderAt(ctx, desc)
+	if err != nil || content.KindOf(desc.MediaType).IsManifest() {
+		return ra, err
+	}
+	s.mu.Lock()
+	s.open++
+	s.most = max(s.most, s.open)
+	s.mu.Unlock()
+	return &countedClose{ReaderAt: ra, s: s}, nil
+}
+
+type countedClose struct {
+	ctrcontent.ReaderAt
+	s    *openCounter
+	once sync.Once
+}
+
+func (c *countedClose) Close() error {
+	c.once.Do(func() { c.s.mu.Lock(); c.s.open--; c.s.mu.Unlock() })
+	return c.ReaderAt.Close()
 }

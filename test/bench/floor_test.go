@@ -66,7 +66,7 @@ func floorTool(ctx context.Context, t testing.TB, reg *harness.Registry, repo st
 }
 
 // floorConcurrency is the uploads the floor has in flight: the heal's.
-const floorConcurrency = heal.DefaultConcurrency
+const floorConcurrency = heal.DefaultUploads
 
 func floorBlob(ctx context.Context, client *http.Client, base, repo string, b imagetest.Blob) error {
 	var loc string

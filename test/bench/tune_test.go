@@ -16,8 +16,8 @@ import (
 var tuneConcurrency = []int{1, 2, 4, 8, 16}
 
 // benchTune: the full heal of the 2-platform image with `regmend heal
-// --concurrency N`, beside the registry's floor at the same N, to choose
-// heal.DefaultConcurrency.
+// --uploads N`, beside the registry's floor at the same N, to choose
+// heal.DefaultUploads.
 func benchTune(ctx context.Context, t *testing.T, rep *report) {
 	reg := harness.StartRegistry(t, harness.RegistryOptions{Name: "target"})
 	node := harness.StartContainerd(t, harness.ContainerdOptions{Name: "node", LogLevel: "info"})
@@ -31,7 +31,7 @@ func benchTune(ctx context.Context, t *testing.T, rep *report) {
 
 	var tools []tool
 	for _, c := range tuneConcurrency {
-		cmd := command{"heal " + strconv.Itoa(c), bin, regmendArgs(node, "heal", "--concurrency", strconv.Itoa(c), name)}
+		cmd := command{"heal " + strconv.Itoa(c), bin, regmendArgs(node, "heal", "--uploads", strconv.Itoa(c), name)}
 		tools = append(tools, timed(ctx, t, []command{cmd})[0])
 		fl := floorTool(ctx, t, reg, healRepo, idx, c)
 		fl.name = "floor " + strconv.Itoa(c)
@@ -42,7 +42,7 @@ func benchTune(ctx context.Context, t *testing.T, rep *report) {
 	for _, c := range tuneConcurrency {
 		h, f := m["heal "+strconv.Itoa(c)], m["floor "+strconv.Itoa(c)]
 		def := ""
-		if c == heal.DefaultConcurrency {
+		if c == heal.DefaultUploads {
 			def = " (default)"
 		}
 		rows = append(rows, []string{strconv.Itoa(c) + def, h.times.String(), f.times.String(), ratio(h.times.median(), f.times.median()),
@@ -50,7 +50,7 @@ func benchTune(ctx context.Context, t *testing.T, rep *report) {
 	}
 	rep.add(section{
 		title: fmt.Sprintf("Upload concurrency (full heal, 2 platforms × 4 layers × 8 MiB, %d cores)", runtime.NumCPU()),
-		intro: "`regmend heal --concurrency N` into an empty registry, beside the registry's floor with N uploads in flight (see above). " +
+		intro: "`regmend heal --uploads N` into an empty registry, beside the registry's floor with N uploads in flight (see above). " +
 			"distribution's filesystem driver syncs each blob to disk before it answers the PUT, so uploads in flight overlap those waits as well as the hashing.",
 		header: []string{"uploads in flight", "regmend heal", "registry floor", "heal / floor", "CPU: regmend", "registry (heal)", "registry (floor)"},
 		rows:   rows,
