@@ -2,6 +2,7 @@ package heal_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -169,4 +170,36 @@ type countedClose struct {
 func (c *countedClose) Close() error {
 	c.once.Do(func() { c.s.mu.Lock(); c.s.open--; c.s.mu.Unlock() })
 	return c.ReaderAt.Close()
+}
+
+// TestHealTellsAPushHostTheRegistry: when hosts.toml sends the registry's
+// writes to another host, each write names the registry in ?ns=, as
+// containerd's pusher does.
+func TestHealTellsAPushHostTheRegistry(t *testing.T) {
+	f := healtest.New(t)
+	const name = "edge.test:5000"
+	imagetest.WriteHostsTOML(t, f.HostsDir, name, fmt.Sprintf("server = %q\n", f.Base))
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 1024)
+	imagetest.WriteLocal(t, f.CS, name, "app", m)
+	var mu sync.Mutex
+	var missing []string
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodHead && r.URL.Query().Get("ns") != name {
+			mu.Lock()
+			missing = append(missing, r.Method+" "+r.URL.String())
+			mu.Unlock()
+		}
+		return false
+	})
+	h, err := heal.NewHealer(f.CS, f.Remote(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Heal(t.Context(), heal.Target{Registry: name, Repository: "app", Root: m.Root()}); err != nil {
+		t.Fatal(err)
+	}
+	f.AssertWhole(t, "app", m)
+	for _, r := range missing {
+		t.Errorf("write without ns=%s: %s", name, r)
+	}
 }

@@ -49,6 +49,9 @@ func (s *Session) Upload(ctx context.Context, desc ocispec.Descriptor, open func
 	}
 	q := put.Query()
 	q.Set("digest", desc.Digest.String())
+	if s.viaMirror() {
+		q.Set("ns", s.registry)
+	}
 	put.RawQuery = q.Encode()
 	var vr *verifyingReader
 	body := func() (io.ReadCloser, error) {
@@ -171,13 +174,19 @@ func (s *Session) PutManifest(ctx context.Context, ref string, desc ocispec.Desc
 
 // endpoint is the URL of /v2/<repo>/<kind>/<ref> on the session's host,
 // with ?ns=<registry> when that host is not the registry itself, as
-// containerd's pusher sends it.
+// containerd's pusher sends its writes.
 func (s *Session) endpoint(kind, ref string) *url.URL {
 	u := &url.URL{Scheme: s.host.Scheme, Host: s.host.Host, Path: s.host.Path + "/" + s.repo + "/" + kind + "/" + ref}
-	if s.host.Host != s.registry && (s.registry != "docker.io" || s.host.Host != "registry-1.docker.io") {
+	if s.viaMirror() {
 		u.RawQuery = url.Values{"ns": {s.registry}}.Encode()
 	}
 	return u
+}
+
+// viaMirror reports whether the session's host is not the registry itself
+// (hosts.toml names another push host), which is then told the registry.
+func (s *Session) viaMirror() bool {
+	return s.host.Host != s.registry && (s.registry != "docker.io" || s.host.Host != "registry-1.docker.io")
 }
 
 // uploadURL resolves an upload's Location (absolute, or relative to the
