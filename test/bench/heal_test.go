@@ -201,6 +201,12 @@ func benchHeal(ctx context.Context, t *testing.T, rep *report) {
 	d := full[pluginName].times.median()
 	rep.info(fmt.Sprintf("full heal (%s) into an empty registry by %s, vs `ctr images push`", size(total), pluginName),
 		secs(d), secs(ct(full)), ratio(d, ct(full)))
+	floor := full[floorName].times.median()
+	for _, name := range []string{tools[0].name, serveName, pluginName, tools[1].name} {
+		d := full[name].times.median()
+		rep.info(fmt.Sprintf("… %s vs the registry's floor (the same blobs from memory, %d uploads in flight)", name, floorConcurrency),
+			secs(d), secs(floor), ratio(d, floor))
+	}
 	rep.info(fmt.Sprintf("partial heal (1 child and its blobs, %s missing), vs `ctr images push`", size(childBytes)),
 		secs(rg(blobs)), secs(ct(blobs)), ratio(rg(blobs), ct(blobs)))
 	rep.info(fmt.Sprintf("partial heal (1 child manifest, %s missing), vs `ctr images push`", size(b.Desc.Size)),
