@@ -1,10 +1,12 @@
 package heal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -210,6 +212,10 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			blobs = append(blobs, n)
 		}
 	}
+	// Largest first: the heal ends when its last upload does, and a large
+	// blob started last (after the uploads in flight) would run alone at
+	// the end; small ones fill the slots the large ones free.
+	slices.SortStableFunc(blobs, func(a, b *content.Node) int { return cmp.Compare(b.Size, a.Size) })
 	var (
 		mu   sync.Mutex
 		prog = Progress{Target: plan.Target, Total: len(blobs) + len(manifests)}

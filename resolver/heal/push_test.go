@@ -1,9 +1,11 @@
 package heal_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +203,33 @@ func TestHealTellsAPushHostTheRegistry(t *testing.T) {
 	f.AssertWhole(t, "app", m)
 	for _, r := range missing {
 		t.Errorf("write without ns=%s: %s", name, r)
+	}
+}
+
+// TestHealUploadsLargestFirst: blobs go largest first, so no large upload
+// starts last and runs alone at the end (here, one at a time: the layers,
+// then the small config).
+func TestHealUploadsLargestFirst(t *testing.T) {
+	f := healtest.New(t, heal.WithUploads(1))
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	size := map[string]int64{}
+	for _, b := range append(m1.Layers, *m1.Config) {
+		size[b.Desc.Digest.String()] = b.Desc.Size
+	}
+	var mu sync.Mutex
+	var order []int64
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if d := imagetest.UploadDigest(r); d != "" {
+			mu.Lock()
+			order = append(order, size[d])
+			mu.Unlock()
+		}
+		return false
+	})
+	if _, err := f.Heal(t, "app", m1); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != len(size) || !slices.IsSortedFunc(order, func(a, b int64) int { return cmp.Compare(b, a) }) {
+		t.Errorf("uploads by size %v, want all %d, largest first", order, len(size))
 	}
 }

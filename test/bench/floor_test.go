@@ -2,11 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,7 +25,7 @@ const floorName = "registry floor"
 
 // floorTool is the physical floor of a push of o into reg's repo: this
 // process uploads every blob of o from memory, concurrency at a time, each
-// as one POST and one monolithic PUT ?digest=, then puts the manifests
+// as one POST and one monolithic PUT ?digest=, largest first, then puts the manifests
 // children first, by digest. Nothing is read from disk, hashed by the
 // client or asked first; what is left is the registry's own work and
 // loopback HTTP. Its time has no process start.
@@ -42,6 +44,8 @@ func floorTool(ctx context.Context, t testing.TB, reg *harness.Registry, repo st
 		docs = append(docs, o.Blob)
 	}
 	walk(o)
+	// Largest first, as the heal uploads them.
+	slices.SortStableFunc(leaves, func(a, b imagetest.Blob) int { return cmp.Compare(b.Desc.Size, a.Desc.Size) })
 	return tool{floorName, func() run {
 		s0 := selfCPU()
 		start := time.Now()
@@ -125,7 +129,7 @@ func floorSection(rep *report, full map[string]*measurement, total string) {
 	rep.add(section{
 		title: "Full heal vs the registry's floor (" + total + ", empty registry)",
 		intro: "The same full heal by each way regmend runs, beside `ctr images push` and the physical floor: the registry alone ingesting the same blobs from memory " +
-			fmt.Sprintf("(this test process: each blob one POST and one monolithic PUT, %d in flight as the heal has, then the manifests children first). ", floorConcurrency) +
+			fmt.Sprintf("(this test process: each blob one POST and one monolithic PUT, largest first, %d in flight as the heal has, then the manifests children first). ", floorConcurrency) +
 			"`regmend heal` and ctr are timed from process start to exit; `regmend serve` (a fresh process each run) and containerd-regmend (restarted each run) " +
 			"are timed by the daemon's own `regmend_heal_duration_seconds` for the heal a mirror request queued, so neither process start nor the queue's deliberate 300 ms wait for the repository to go quiet is counted. " +
 			"The floor has no process start. CPU of the tool is its process's (the floor: this test process; serve and the plugin: from the mirror request until the heal is recorded, the quiet wait included); containerd is the stock node's, which the plugin row does not use.",
