@@ -51,8 +51,9 @@ func WithPushProgress(fn func(Progress)) HealerOption {
 // HealerOption configures a Healer.
 type HealerOption func(*Healer) error
 
-// WithConcurrency bounds the requests one heal has in flight. The default
-// is DefaultConcurrency.
+// WithConcurrency bounds the requests one heal has in flight, but for the
+// uploads of blobs over 1 MiB (WithUploads). The default is
+// DefaultConcurrency.
 func WithConcurrency(n int) HealerOption {
 	return func(h *Healer) error {
 		if n < 1 {
@@ -63,8 +64,9 @@ func WithConcurrency(n int) HealerOption {
 	}
 }
 
-// WithUploads bounds the blob uploads one heal has in flight (manifests,
-// being small, follow WithConcurrency). The default is DefaultUploads.
+// WithUploads bounds the uploads of blobs over 1 MiB one heal has in
+// flight (smaller blobs and manifests follow WithConcurrency). The default
+// is DefaultUploads.
 func WithUploads(n int) HealerOption {
 	return func(h *Healer) error {
 		if n < 1 {
@@ -94,7 +96,8 @@ func WithRetention(r Retention) HealerOption {
 }
 
 // DefaultConcurrency is how many requests one heal has in flight to ask
-// the registry what it holds, and to put manifests.
+// the registry what it holds, to upload blobs of 1 MiB or less, and to put
+// manifests.
 const DefaultConcurrency = 4
 
 // DefaultUploads is how many blob uploads one heal has in flight. A
@@ -239,9 +242,39 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			res.outcome[n.Digest] = StatusMounted
 		}
 	}
+	// Blobs up to smallBlob (configs, mostly) cost the registry a sync,
+	// not bandwidth: they go beside the uploads, not after them.
+	i := slices.IndexFunc(blobs, func(n *content.Node) bool { return n.Size <= smallBlob })
+	if i < 0 {
+		i = len(blobs)
+	}
+	lanes, lctx := errgroup.WithContext(ctx)
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, record) })
+	if err := lanes.Wait(); err != nil {
+		return err
+	}
+	// Manifests a level at a time, concurrently within a level: every
+	// child manifest before the index that names it. (The root's retention
+	// tag is put after the root, by retain: a tag PUT racing the digest PUT
+	// could be accepted just before a GC takes a blob, and the re-plan would
+	// then find the manifest present and look no further.)
+	for _, level := range levels(manifests) {
+		if err := h.pushAll(ctx, sess, level, h.concurrency, record); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// smallBlob is the largest blob that does not take an upload slot.
+const smallBlob = 1 << 20
+
+// pushAll pushes nodes, limit at a time, recording each outcome.
+func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, record func(*content.Node, registry.Outcome)) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(h.uploads)
-	for _, n := range blobs {
+	g.SetLimit(limit)
+	for _, n := range nodes {
 		g.Go(func() error {
 			o, err := h.pushNode(gctx, sess, n)
 			if err != nil {
@@ -251,32 +284,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	// Manifests a level at a time, concurrently within a level: every
-	// child manifest before the index that names it. (The root's retention
-	// tag is put after the root, by retain: a tag PUT racing the digest PUT
-	// could be accepted just before a GC takes a blob, and the re-plan would
-	// then find the manifest present and look no further.)
-	for _, level := range levels(manifests) {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(h.concurrency)
-		for _, n := range level {
-			g.Go(func() error {
-				o, err := h.pushNode(gctx, sess, n)
-				if err != nil {
-					return err
-				}
-				record(n, o)
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // levels groups manifests (children before parents, as a plan lists them)

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/heal/healtest"
@@ -123,37 +123,41 @@ func TestHealUploadsWhenMountRefused(t *testing.T) {
 }
 
 // TestHealBoundsUploadsInFlight: WithUploads(2) never has more than two
-// blobs open for upload at once; WithUploads(0) is refused.
+// blobs over 1 MiB open for upload at once, whatever WithConcurrency
+// allows the small ones; WithUploads(0) is refused.
 func TestHealBoundsUploadsInFlight(t *testing.T) {
 	f := healtest.New(t)
-	m1, _ := f.Orphan(t, imagetest.OCI)
-	store := &openCounter{Store: f.CS}
-	h, err := heal.NewHealer(store, f.Remote(t), heal.WithUploads(2))
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 5, 2<<20)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", m)
+	store := &openCounter{Store: f.CS, over: 1 << 20}
+	h, err := heal.NewHealer(store, f.Remote(t), heal.WithUploads(2), heal.WithConcurrency(8))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Heal(t.Context(), f.Target("app", m1)); err != nil {
+	if _, err := h.Heal(t.Context(), f.Target("app", m)); err != nil {
 		t.Fatal(err)
 	}
+	f.AssertWhole(t, "app", m)
 	if store.most > 2 || store.most == 0 {
-		t.Errorf("%d blobs open at once, want 1 or 2", store.most)
+		t.Errorf("%d large blobs open at once, want 1 or 2", store.most)
 	}
 	if _, err := heal.NewHealer(f.CS, f.Remote(t), heal.WithUploads(0)); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("WithUploads(0): err = %v, want invalid argument", err)
 	}
 }
 
-// openCounter is a store that tracks the most blobs (not manifests) open
-// at once.
+// openCounter is a store that tracks the most blobs over a size open at
+// once.
 type openCounter struct {
 	ctrcontent.Store
+	over       int64
 	mu         sync.Mutex
 	open, most int
 }
 
 func (s *openCounter) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctrcontent.ReaderAt, error) {
 	ra, err := s.Store.ReaderAt(ctx, desc)
-	if err != nil || content.KindOf(desc.MediaType).IsManifest() {
+	if err != nil || desc.Size <= s.over {
 		return ra, err
 	}
 	s.mu.Lock()
@@ -210,7 +214,7 @@ func TestHealTellsAPushHostTheRegistry(t *testing.T) {
 // starts last and runs alone at the end (here, one at a time: the layers,
 // then the small config).
 func TestHealUploadsLargestFirst(t *testing.T) {
-	f := healtest.New(t, heal.WithUploads(1))
+	f := healtest.New(t, heal.WithUploads(1), heal.WithConcurrency(1))
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	size := map[string]int64{}
 	for _, b := range append(m1.Layers, *m1.Config) {
@@ -232,4 +236,32 @@ func TestHealUploadsLargestFirst(t *testing.T) {
 	if len(order) != len(size) || !slices.IsSortedFunc(order, func(a, b int64) int { return cmp.Compare(b, a) }) {
 		t.Errorf("uploads by size %v, want all %d, largest first", order, len(size))
 	}
+}
+
+// TestHealSmallBlobsGoBesideUploads: with one upload slot taken by a large
+// layer, the small config is uploaded meanwhile rather than after it (the
+// registry holds the layer's upload until the config's arrives).
+func TestHealSmallBlobsGoBesideUploads(t *testing.T) {
+	f := healtest.New(t, heal.WithUploads(1))
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 1, 2<<20)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", m)
+	configSeen := make(chan struct{})
+	var once sync.Once
+	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		switch imagetest.UploadDigest(r) {
+		case m.Config.Desc.Digest.String():
+			once.Do(func() { close(configSeen) })
+		case m.Layers[0].Desc.Digest.String():
+			select {
+			case <-configSeen:
+			case <-time.After(10 * time.Second):
+				t.Error("the config's upload waited for the layer's")
+			}
+		}
+		return false
+	})
+	if _, err := f.Healer.Heal(t.Context(), f.Target("app", m)); err != nil {
+		t.Fatal(err)
+	}
+	f.AssertWhole(t, "app", m)
 }

@@ -49,17 +49,39 @@ func floorTool(ctx context.Context, t testing.TB, reg *harness.Registry, repo st
 	return tool{floorName, func() run {
 		s0 := selfCPU()
 		start := time.Now()
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(concurrency)
-		for _, b := range leaves {
-			g.Go(func() error { return floorBlob(gctx, client, reg.URL(), repo, b) })
+		// As the heal: blobs over 1 MiB concurrency at a time, smaller
+		// ones beside them, heal.DefaultConcurrency at a time.
+		lanes, lctx := errgroup.WithContext(ctx)
+		for _, lane := range []struct {
+			large bool
+			limit int
+		}{{true, concurrency}, {false, heal.DefaultConcurrency}} {
+			lanes.Go(func() error {
+				g, gctx := errgroup.WithContext(lctx)
+				g.SetLimit(lane.limit)
+				for _, b := range leaves {
+					if (b.Desc.Size > 1<<20) == lane.large {
+						g.Go(func() error { return floorBlob(gctx, client, reg.URL(), repo, b) })
+					}
+				}
+				return g.Wait()
+			})
 		}
-		err := g.Wait()
-		for _, d := range docs {
-			if err != nil {
-				break
+		err := lanes.Wait()
+		// The children's manifests together, then the root's (as the heal
+		// puts a level at a time; the bench's images have two levels).
+		put := func(d imagetest.Blob) error {
+			return floorDo(ctx, client, http.MethodPut, reg.URL()+"/v2/"+repo+"/manifests/"+d.Desc.Digest.String(), d.Desc.MediaType, d.Data, http.StatusCreated, nil)
+		}
+		if err == nil {
+			var g errgroup.Group
+			g.SetLimit(heal.DefaultConcurrency)
+			for _, d := range docs[:len(docs)-1] {
+				g.Go(func() error { return put(d) })
 			}
-			err = floorDo(ctx, client, http.MethodPut, reg.URL()+"/v2/"+repo+"/manifests/"+d.Desc.Digest.String(), d.Desc.MediaType, d.Data, http.StatusCreated, nil)
+			if err = g.Wait(); err == nil {
+				err = put(docs[len(docs)-1])
+			}
 		}
 		took := time.Since(start)
 		if err != nil {
@@ -129,7 +151,7 @@ func floorSection(rep *report, full map[string]*measurement, total string) {
 	rep.add(section{
 		title: "Full heal vs the registry's floor (" + total + ", empty registry)",
 		intro: "The same full heal by each way regmend runs, beside `ctr images push` and the physical floor: the registry alone ingesting the same blobs from memory " +
-			fmt.Sprintf("(this test process: each blob one POST and one monolithic PUT, largest first, %d in flight as the heal has, then the manifests children first). ", floorConcurrency) +
+			fmt.Sprintf("(this test process: each blob one POST and one monolithic PUT, largest first, %d in flight as the heal has (blobs of 1 MiB or less beside them), then the child manifests together and the index). ", floorConcurrency) +
 			"`regmend heal` and ctr are timed from process start to exit; `regmend serve` (a fresh process each run) and containerd-regmend (restarted each run) " +
 			"are timed by the daemon's own `regmend_heal_duration_seconds` for the heal a mirror request queued, so neither process start nor the queue's deliberate 300 ms wait for the repository to go quiet is counted. " +
 			"The floor has no process start. CPU of the tool is its process's (the floor: this test process; serve and the plugin: from the mirror request until the heal is recorded, the quiet wait included); containerd is the stock node's, which the plugin row does not use.",
