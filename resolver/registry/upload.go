@@ -24,7 +24,7 @@ import (
 const maxManifestSize = 4 << 20
 
 // Upload writes a blob the caller has found absent (its plan asked the
-// registry): unlike Push it asks nothing first. When desc's
+// registry), and asks nothing first. When desc's
 // distribution-source annotations name another repository of this
 // registry it asks for a cross-repository mount (POST ?mount=&from=);
 // otherwise, or if the registry starts an upload instead, it streams the
