@@ -100,11 +100,13 @@ func WithRetention(r Retention) HealerOption {
 // manifests.
 const DefaultConcurrency = 4
 
-// DefaultUploads is how many blob uploads one heal has in flight. A
-// registry answers an upload's PUT only once the blob is synced to its
-// disk (distribution's filesystem driver; the POST that starts it syncs
-// too), so uploads in flight overlap those waits; on 2 cores 8 beat 4 and
-// 16 (the hashing then competes with the registry for the CPU). See
+// DefaultUploads is how many uploads of blobs over 1 MiB one heal has in
+// flight. A registry answers an upload's PUT only once the blob is synced
+// to its disk (distribution's filesystem driver; the POST that starts it
+// syncs too), so uploads in flight overlap those waits: the registry alone
+// gains up to 8 and no further (make bench, 2 cores). A heal on 2 cores
+// gains up to 4, then the digest check competes with the registry for the
+// CPU; with cores to spare it follows the registry. See
 // test/bench/TUNING.md.
 const DefaultUploads = 8
 
