@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -14,16 +15,25 @@ import (
 // more than half its time (make bench); containerd's own copies read 1 MiB.
 const ReadSize = 1 << 20
 
-// Open streams a local blob from its start.
+// Open streams a local blob from its start. A blob read from a file (the
+// content directory, or containerd's store in-process) is read as asked; any
+// other is read in ReadSize blocks however small the reads asked of it, so
+// that over gRPC a caller's 32 KiB reads do not each become a request.
 func Open(ctx context.Context, p ctrcontent.Provider, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	ra, err := p.ReaderAt(ctx, desc)
 	if err != nil {
 		return nil, fmt.Errorf("local content %s: %w", desc.Digest, err)
 	}
+	var r io.Reader
+	if f, ok := ra.(interface{ Reader() io.Reader }); ok {
+		r = f.Reader()
+	} else {
+		r = bufio.NewReaderSize(io.NewSectionReader(ra, 0, ra.Size()), int(min(max(ra.Size(), 16), ReadSize)))
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{ctrcontent.NewReader(ra), ra}, nil
+	}{r, ra}, nil
 }
 
 // ReadAhead serves one sequential reader of ra in ReadSize blocks however

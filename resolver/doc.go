@@ -5,10 +5,10 @@
 // Its subpackages each own one job, and import one way (mirror and heal use
 // registry; nothing imports mirror):
 //
-//   - registry: the registry client. Presence (HEAD), tag lookup and
-//     one-descriptor pushes through containerd's docker pusher, configured
-//     from the node's hosts.toml; transport, retry, auth and the
-//     digest-verifying reader.
+//   - registry: the registry client. Presence (HEAD), tag lookup, and the
+//     writes a plan found needed (blob upload or mount, manifest PUT)
+//     without asking again, configured from the node's hosts.toml;
+//     transport, retry, auth and the digest-verifying reader.
 //   - heal: the heal engine. Target, Plan, Healer (leaves-first re-push),
 //     retention tags, Check for many images, and the background Queue.
 //   - mirror: the read-only distribution API served to containerd from the

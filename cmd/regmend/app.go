@@ -13,13 +13,14 @@ import (
 
 // Global flag names, as ctr spells them.
 const (
-	flagAddress   = "address"
-	flagNamespace = "namespace"
-	flagHostsDir  = "hosts-dir"
-	flagAuthFile  = "auth-file"
-	flagConfig    = "config"
-	flagOutput    = "output"
-	flagLogLevel  = "log-level"
+	flagAddress    = "address"
+	flagNamespace  = "namespace"
+	flagHostsDir   = "hosts-dir"
+	flagAuthFile   = "auth-file"
+	flagConfig     = "config"
+	flagOutput     = "output"
+	flagLogLevel   = "log-level"
+	flagContentDir = "content-dir"
 )
 
 func app() *cli.Command {
@@ -37,6 +38,7 @@ first, so every node can pull it again.`,
 			&cli.StringFlag{Name: flagHostsDir, Value: "/etc/containerd/certs.d", Usage: "registry host configuration `dir` (containerd's config_path)"},
 			&cli.StringFlag{Name: flagAuthFile, Usage: "docker-style config.json with registry `credentials`", Sources: cli.EnvVars("REGMEND_AUTH_FILE")},
 			&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, Usage: "regmend TOML config `file` (serve and check)"},
+			&cli.StringFlag{Name: flagContentDir, Usage: "read blobs from containerd's content `dir` (default: ask containerd; \"none\": only through containerd's API); an unreadable one falls back to the API"},
 			&cli.StringFlag{Name: flagLogLevel, Usage: "log `level`: debug, info, warn, error (default: info for serve, warn otherwise)"},
 		},
 		Before:       setLogLevel,

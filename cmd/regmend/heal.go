@@ -30,7 +30,8 @@ here and in the registry is listed), 1 error, 2 usage.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; write nothing"},
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
-			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "requests in flight at once"},
+			&cli.IntFlag{Name: "concurrency", Value: heal.DefaultConcurrency, Usage: "presence checks and manifest PUTs in flight at once"},
+			&cli.IntFlag{Name: "uploads", Value: heal.DefaultUploads, Usage: "blob uploads in flight at once"},
 			outputFlag(),
 		},
 		Action: runHeal,
@@ -58,7 +59,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	opts := []heal.HealerOption{heal.WithRetention(retain), heal.WithConcurrency(int(cmd.Int("concurrency")))}
+	opts := []heal.HealerOption{heal.WithRetention(retain), heal.WithConcurrency(int(cmd.Int("concurrency"))), heal.WithUploads(int(cmd.Int("uploads")))}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts = append(opts, heal.WithPushProgress(func(p heal.Progress) {
 			fmt.Fprintf(os.Stderr, "\r\033[Kpushing %s: %d/%d, %s of %s", p.Target, p.Done, p.Total,

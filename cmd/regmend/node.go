@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v3"
 
@@ -22,11 +24,30 @@ import (
 type node struct {
 	client *client.Client
 	ns     string
+	cs     ctrcontent.Store // blobs from the content directory where readable
 }
 
 // connect dials containerd and returns ctx carrying the namespace.
 func connect(ctx context.Context, cmd *cli.Command) (*node, context.Context, error) {
-	return dial(ctx, cmd.String(flagAddress), cmd.String(flagNamespace))
+	n, ctx, err := dial(ctx, cmd.String(flagAddress), cmd.String(flagNamespace))
+	if err == nil {
+		n.readDirectly(ctx, cmd.String(flagContentDir))
+	}
+	return n, ctx, err
+}
+
+// readDirectly makes the node read blobs from containerd's content
+// directory (setting: "" to ask containerd, a path, or content.DirNone),
+// where this process can read it; otherwise through containerd's API.
+func (n *node) readDirectly(ctx context.Context, setting string) {
+	d, err := content.ReadDirectly(ctx, n.client.ContentStore(), n.client.IntrospectionService(), setting)
+	switch {
+	case err != nil:
+		log.G(ctx).WithError(err).Info("reading blobs through containerd's API: its content directory is not readable here")
+	case d != nil:
+		n.cs = d
+		log.G(ctx).WithField("dir", d.Root()).Debug("reading blobs from containerd's content directory")
+	}
 }
 
 // dialTimeout bounds a connection attempt to containerd's local socket, and
@@ -39,19 +60,18 @@ func dial(ctx context.Context, addr, ns string) (*node, context.Context, error) 
 	if err != nil {
 		return nil, ctx, fmt.Errorf("connect to containerd at %s: %w", addr, err)
 	}
-	return &node{client: c, ns: ns}, namespaces.WithNamespace(ctx, ns), nil
+	return &node{client: c, ns: ns, cs: c.ContentStore()}, namespaces.WithNamespace(ctx, ns), nil
 }
 
 func (n *node) Close() error { return n.client.Close() }
 
-func (n *node) store() content.Store { return n.client.ContentStore() }
+func (n *node) store() content.Store { return n.cs }
 
 func (n *node) images() images.Store { return n.client.ImageService() }
 
 // local is what regmend reads of this node's containerd.
 func (n *node) local() content.Local {
-	cs := n.client.ContentStore()
-	return content.Local{Store: cs, Blobs: cs, Images: n.images()}
+	return content.Local{Store: n.cs, Blobs: n.cs, Images: n.images()}
 }
 
 // remote builds registry access from the global flags.

@@ -60,6 +60,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
 	set("mirror-token-file", func() { cfg.MirrorTokenFile = cmd.String("mirror-token-file") })
 	applyClusterFlags(cmd, &cfg)
+	set(flagContentDir, func() { cfg.ContentDir = cmd.String(flagContentDir) })
 	if err := cfg.Validate(); err != nil {
 		return cfg, &exitCode{code: exitUsage, err: err}
 	}
@@ -96,7 +97,8 @@ func runServe(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer n.Close()
-	d, err := daemon.New(cfg, daemon.Stores{Content: n.client.ContentStore(), Images: n.images(), Events: n.client.EventService()})
+	n.readDirectly(ctx, cfg.ContentDir)
+	d, err := daemon.New(cfg, daemon.Stores{Content: n.cs, Images: n.images(), Events: n.client.EventService()})
 	if err != nil {
 		return err
 	}

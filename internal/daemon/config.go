@@ -70,6 +70,13 @@ type Config struct {
 	// TakeoverAfter is how long a holder waits for the owning peer's
 	// progress before it heals a root itself (per rank).
 	TakeoverAfter Duration `toml:"takeover_after"`
+
+	// ContentDir is containerd's content directory, read directly for
+	// blobs (not over gRPC) where this process can read it: "" asks
+	// containerd, "none" reads only through its API. An unreadable
+	// directory falls back to the API. The plugin build ignores it: it reads
+	// the store in-process, from the same files.
+	ContentDir string `toml:"content_dir"`
 }
 
 // Default settings; the rest come from the packages that own them

@@ -83,7 +83,7 @@ func TestHealSurvivesDroppedUploads(t *testing.T) {
 
 // TestHealHonoursRetryAfterOnPush: after a 429 with Retry-After on a
 // write, nothing more is sent to the registry before that time, not even
-// the retry containerd's pusher makes at once on its own.
+// a retry by another of the heal's requests.
 func TestHealHonoursRetryAfterOnPush(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -97,7 +97,7 @@ func TestHealHonoursRetryAfterOnPush(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := healtest.New(t, heal.WithConcurrency(1))
+			f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 			m1, _ := f.Orphan(t, imagetest.OCI)
 			const refusals = 2
 			var (
@@ -161,20 +161,33 @@ func TestHealRepushesBlobLostBeforeManifest(t *testing.T) {
 	f := healtest.New(t)
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	lost := m1.Layers[0].Desc.Digest
-	var once sync.Once
+	// Until the lost blob is uploaded again, every PUT of the manifest (by
+	// digest, or at its retention tag) is refused, as distribution checks
+	// a manifest's blobs whatever it is put at.
+	var (
+		mu         sync.Mutex
+		once, gone bool
+	)
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/manifests/"+m1.Desc.Digest.String()) {
+		if r.Method != http.MethodPut { // the DELETE below comes through here too
 			return false
 		}
-		refuse := false
-		once.Do(func() {
-			refuse = true
+		mu.Lock()
+		defer mu.Unlock()
+		if imagetest.UploadDigest(r) == lost.String() {
+			gone = false
+		}
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			return false
+		}
+		if !once {
+			once, gone = true, true
 			req, _ := http.NewRequest(http.MethodDelete, f.Base+"/v2/app/blobs/"+lost.String(), nil)
 			if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
 				t.Errorf("delete blob during the heal: %v %v", resp, err)
 			}
-		})
-		if !refuse {
+		}
+		if !gone {
 			return false
 		}
 		io.Copy(io.Discard, r.Body)
@@ -207,10 +220,10 @@ func TestHealRepushesBlobLostBeforeManifest(t *testing.T) {
 	}
 }
 
-// TestChildUnknownSeesRegistryBody: containerd's pusher keeps the
+// TestChildUnknownSeesRegistryBody: the manifest PUT keeps the
 // registry's error body in ErrUnexpectedStatus, which the re-plan reads.
 func TestChildUnknownSeesRegistryBody(t *testing.T) {
-	f := healtest.New(t, heal.WithConcurrency(1))
+	f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
@@ -239,7 +252,7 @@ func TestChildUnknownSeesRegistryBody(t *testing.T) {
 // TestHealInterruptedThenRerun: a heal stopped mid-upload leaves no
 // manifest in the registry; a second heal completes it.
 func TestHealInterruptedThenRerun(t *testing.T) {
-	f := healtest.New(t, heal.WithConcurrency(1))
+	f := healtest.New(t, heal.WithConcurrency(1), heal.WithUploads(1))
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once

@@ -1,10 +1,12 @@
 package heal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +25,7 @@ type Healer struct {
 	store       content.Store
 	remote      *registry.Remote
 	concurrency int
+	uploads     int
 	deep        bool
 	retention   Retention
 	rounds      int
@@ -50,14 +53,28 @@ func WithPushProgress(fn func(Progress)) HealerOption {
 // HealerOption configures a Healer.
 type HealerOption func(*Healer) error
 
-// WithConcurrency bounds the requests one heal has in flight. The default
-// is DefaultConcurrency.
+// WithConcurrency bounds the requests one heal has in flight, but for the
+// uploads of blobs over 1 MiB (WithUploads). The default is
+// DefaultConcurrency.
 func WithConcurrency(n int) HealerOption {
 	return func(h *Healer) error {
 		if n < 1 {
 			return fmt.Errorf("concurrency %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
 		}
 		h.concurrency = n
+		return nil
+	}
+}
+
+// WithUploads bounds the uploads of blobs over 1 MiB one heal has in
+// flight (smaller blobs and manifests follow WithConcurrency). The default
+// is DefaultUploads.
+func WithUploads(n int) HealerOption {
+	return func(h *Healer) error {
+		if n < 1 {
+			return fmt.Errorf("uploads %d: must be at least 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		h.uploads = n
 		return nil
 	}
 }
@@ -80,12 +97,24 @@ func WithRetention(r Retention) HealerOption {
 	}
 }
 
-// DefaultConcurrency is how many requests one heal has in flight.
+// DefaultConcurrency is how many requests one heal has in flight to ask
+// the registry what it holds, to upload blobs of 1 MiB or less, and to put
+// manifests.
 const DefaultConcurrency = 4
+
+// DefaultUploads is how many uploads of blobs over 1 MiB one heal has in
+// flight. A registry answers an upload's PUT only once the blob is synced
+// to its disk (distribution's filesystem driver; the POST that starts it
+// syncs too), so uploads in flight overlap those waits: the registry alone
+// gains up to 8 and no further (make bench, 2 cores). A heal on 2 cores
+// gains up to 4, then the digest check competes with the registry for the
+// CPU; with cores to spare it follows the registry. See
+// test/bench/TUNING.md.
+const DefaultUploads = 8
 
 // NewHealer returns a Healer reading store and writing through remote.
 func NewHealer(store content.Store, remote *registry.Remote, opts ...HealerOption) (*Healer, error) {
-	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, retention: RetainTag, rounds: 3}
+	h := &Healer{store: store, remote: remote, concurrency: DefaultConcurrency, uploads: DefaultUploads, retention: RetainTag, rounds: 3}
 	for _, o := range opts {
 		if err := o(h); err != nil {
 			return nil, err
@@ -154,9 +183,6 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	res := &Result{Target: t, outcome: map[digest.Digest]Status{}}
 	var plan *Plan
 	for round := 1; ; round++ {
-		if round > 1 {
-			sess = sess.Renew()
-		}
 		plan, err = h.plan(ctx, sess, t)
 		if err != nil {
 			return nil, err
@@ -197,6 +223,10 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			blobs = append(blobs, n)
 		}
 	}
+	// Largest first: the heal ends when its last upload does, and a large
+	// blob started last (after the uploads in flight) would run alone at
+	// the end; small ones fill the slots the large ones free.
+	slices.SortStableFunc(blobs, func(a, b *content.Node) int { return cmp.Compare(b.Size, a.Size) })
 	var (
 		mu   sync.Mutex
 		prog = Progress{Target: plan.Target, Total: len(blobs) + len(manifests)}
@@ -218,15 +248,43 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			res.BytesPushed += n.Size
 		case registry.Mounted:
 			res.outcome[n.Digest] = StatusMounted
-		default:
-			res.outcome[n.Digest] = StatusPresent
 		}
 	}
+	// Blobs up to smallBlob (configs, mostly) cost the registry a sync,
+	// not bandwidth: they go beside the uploads, not after them.
+	i := slices.IndexFunc(blobs, func(n *content.Node) bool { return n.Size <= smallBlob })
+	if i < 0 {
+		i = len(blobs)
+	}
+	lanes, lctx := errgroup.WithContext(ctx)
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, record) })
+	if err := lanes.Wait(); err != nil {
+		return err
+	}
+	// Manifests a level at a time, concurrently within a level: every
+	// child manifest before the index that names it. (The root's retention
+	// tag is put after the root, by retain: a tag PUT racing the digest PUT
+	// could be accepted just before a GC takes a blob, and the re-plan would
+	// then find the manifest present and look no further.)
+	for _, level := range levels(manifests) {
+		if err := h.pushAll(ctx, sess, level, h.concurrency, record); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// smallBlob is the largest blob that does not take an upload slot.
+const smallBlob = 1 << 20
+
+// pushAll pushes nodes, limit at a time, recording each outcome.
+func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, record func(*content.Node, registry.Outcome)) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(h.concurrency)
-	for _, n := range blobs {
+	g.SetLimit(limit)
+	for _, n := range nodes {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, "@"+plan.Target.Root.Digest.String(), n)
+			o, err := h.pushNode(gctx, sess, n)
 			if err != nil {
 				return err
 			}
@@ -234,27 +292,46 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, n := range manifests {
-		o, err := h.pushNode(ctx, sess, "@"+plan.Target.Root.Digest.String(), n)
-		if err != nil {
-			return err
-		}
-		record(n, o)
-	}
-	return nil
+	return g.Wait()
 }
 
-// pushNode pushes one node with retries; each try re-reads local content.
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, object string, n *content.Node) (registry.Outcome, error) {
-	desc := n.Descriptor
-	desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+// levels groups manifests (children before parents, as a plan lists them)
+// by height: manifests over blobs only first, then those over them.
+func levels(manifests []*content.Node) [][]*content.Node {
+	height := map[digest.Digest]int{}
+	var out [][]*content.Node
+	for _, n := range manifests {
+		l := 0
+		for _, c := range n.Children {
+			if h, ok := height[c.Digest]; ok {
+				l = max(l, h+1)
+			}
+		}
+		height[n.Digest] = l
+		for len(out) <= l {
+			out = append(out, nil)
+		}
+		out[l] = append(out[l], n)
+	}
+	return out
+}
+
+// pushNode pushes one node the plan found missing, with retries; each try
+// re-reads local content. The plan's HEAD was the presence check, so the
+// push asks nothing first: a blob is uploaded (or mounted), a manifest put
+// by digest.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node) (registry.Outcome, error) {
+	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
 	var out registry.Outcome
 	err := sess.Retry(ctx, func() error {
 		var err error
-		out, err = sess.Push(ctx, object, desc, func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) })
+		if n.Kind.IsManifest() {
+			out, err = registry.Pushed, sess.PutManifest(ctx, n.Digest.String(), n.Descriptor, open)
+			return err
+		}
+		desc := n.Descriptor
+		desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+		out, err = sess.Upload(ctx, desc, open)
 		return err
 	})
 	return out, err

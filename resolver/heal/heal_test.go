@@ -184,21 +184,56 @@ func TestHealHealthyRegistryWritesNothing(t *testing.T) {
 	}
 }
 
+// TestHealNeverPushesCorruptBlob: a layer whose bytes on disk no longer
+// match its digest is never committed, nor the manifest above it, whether
+// the heal reads it from the content directory or through the API.
 func TestHealNeverPushesCorruptBlob(t *testing.T) {
-	f := healtest.New(t)
-	m1, _ := f.Orphan(t, imagetest.OCI)
-	bad := m1.Layers[1].Desc.Digest
-	imagetest.Corrupt(t, f.CSRoot, bad)
+	for _, path := range healtest.ReadPaths {
+		t.Run(string(path), func(t *testing.T) {
+			f := healtest.NewReading(t, path)
+			m1, _ := f.Orphan(t, imagetest.OCI)
+			bad := m1.Layers[1].Desc.Digest
+			imagetest.Corrupt(t, f.CSRoot, bad)
 
-	_, err := f.Heal(t, "app", m1)
-	if !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Fatalf("heal err = %v, want data loss naming %s", err, bad)
+			_, err := f.Heal(t, "app", m1)
+			if !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), bad.String()) {
+				t.Fatalf("heal err = %v, want data loss naming %s", err, bad)
+			}
+			if f.Has(t, "app", "blobs", m1.Layers[1]) {
+				t.Error("corrupt blob was committed to the registry")
+			}
+			if f.Has(t, "app", "manifests", m1.Blob) {
+				t.Error("manifest above a corrupt blob was pushed")
+			}
+			assertReadPath(t, f, path)
+		})
 	}
-	if f.Has(t, "app", "blobs", m1.Layers[1]) {
-		t.Error("corrupt blob was committed to the registry")
+}
+
+// TestHealOnEitherReadPath: the same heal, whole, from the content
+// directory and through the API.
+func TestHealOnEitherReadPath(t *testing.T) {
+	for _, path := range healtest.ReadPaths {
+		t.Run(string(path), func(t *testing.T) {
+			f := healtest.NewReading(t, path)
+			m1, _ := f.Orphan(t, imagetest.OCI)
+			if _, err := f.Heal(t, "app", m1); err != nil {
+				t.Fatal(err)
+			}
+			f.AssertWhole(t, "app", m1)
+			assertReadPath(t, f, path)
+		})
 	}
-	if f.Has(t, "app", "manifests", m1.Blob) {
-		t.Error("manifest above a corrupt blob was pushed")
+}
+
+// assertReadPath checks that blobs were read by path.
+func assertReadPath(t *testing.T, f *healtest.Fixture, path healtest.ReadPath) {
+	t.Helper()
+	switch {
+	case path == healtest.ReadDir && (f.API.Opens() != 0 || f.Dir.Fallbacks() != 0):
+		t.Errorf("%d blobs opened through the API (%d fallbacks); want every one read from the directory", f.API.Opens(), f.Dir.Fallbacks())
+	case path == healtest.ReadAPI && f.API.Opens() == 0:
+		t.Error("no blob opened through the API")
 	}
 }
 

@@ -117,11 +117,11 @@ func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, tag string
 	if err != nil {
 		return fmt.Errorf("retention tag %s: %w", tag, err)
 	}
+	// The HEAD above found the tag absent: put it without asking again.
 	err = sess.Retry(ctx, func() error {
-		_, err := sess.Push(ctx, ":"+tag+"@"+n.Digest.String(), n.Descriptor, func() (io.ReadCloser, error) {
+		return sess.PutManifest(ctx, tag, n.Descriptor, func() (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(b)), nil
 		})
-		return err
 	})
 	if err != nil {
 		return fmt.Errorf("bind retention tag %s to %s: %w", tag, n.Digest, err)

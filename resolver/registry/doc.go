@@ -1,8 +1,10 @@
 // Package registry is regmend's client of the registries it heals: it asks
 // a registry which descriptors it holds (HEAD), what a tag points at, and
-// pushes one descriptor at a time through containerd's docker pusher
-// (cross-repository mount included), streaming the bytes through a digest
-// check so that a registry never receives unverified content whole.
+// writes what the caller found missing without asking again: a blob as one
+// POST (a cross-repository mount when the blob's source labels name another
+// repository of the registry) and one monolithic PUT, a manifest as one
+// PUT. Bytes stream through a digest check, so that a registry never
+// receives unverified content whole.
 //
 // Hosts, TLS, headers and the scheme come from the node's hosts.toml, read
 // with containerd's core/remotes/docker/config package, so regmend reaches a

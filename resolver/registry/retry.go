@@ -57,8 +57,8 @@ func (p retryPolicy) do(ctx context.Context, fn func() error) error {
 	return err
 }
 
-// StatusError is a registry's answer to regmend's own requests (presence
-// and tag checks) with an error status, and the Retry-After it asked for.
+// StatusError is a registry's answer with an error status to a presence or
+// tag check, an upload or a manifest PUT, and the Retry-After it asked for.
 type StatusError struct {
 	Code       int
 	retryAfter time.Duration
@@ -94,8 +94,8 @@ func IsTransient(err error) bool {
 	if errors.As(err, &us) {
 		return retryableStatus(us.StatusCode)
 	}
-	// containerd's pusher resets its writer when it re-sent a request
-	// itself (after a 429, say): the whole push must start again.
+	// ErrReset: a content writer that must start again (containerd's
+	// pusher after re-sending a request itself).
 	if errdefs.IsUnavailable(err) || errors.Is(err, ctrcontent.ErrReset) {
 		return true
 	}

@@ -2,15 +2,12 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
@@ -18,7 +15,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/time/rate"
 
-	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/imageref"
 )
 
@@ -31,14 +27,12 @@ var manifestAccept = strings.Join([]string{
 }, ", ")
 
 // Session talks to one repository of one registry, through the registry's
-// own host as hosts.toml configures it. A Session lives for one heal: its
-// push tracker must not remember pushes from before a later GC (see Renew).
-// Its methods are safe for concurrent use.
+// own host as hosts.toml configures it. It keeps no state between requests
+// but the request counts, so a plan made again after a GC sees the
+// registry as it is. Its methods are safe for concurrent use.
 type Session struct {
 	registry, repo string
 	host           docker.RegistryHost
-	resolver       remotes.Resolver
-	tracker        docker.StatusTracker
 	retry          retryPolicy
 	counts         *requestCounts
 	limiter        *rate.Limiter
@@ -65,27 +59,13 @@ func (r *Remote) Session(ctx context.Context, registry, repo string) (*Session, 
 		return nil, err
 	}
 	h.Client = registryClient(h.Client, r.stall)
-	s := &Session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}
-	return s.Renew(), nil
-}
-
-// Renew returns the session with a fresh push tracker, which otherwise
-// answers "already exists" for anything it saw committed, even after the
-// registry lost it again. Request counts are shared with s.
-func (s *Session) Renew() *Session {
-	c := *s
-	c.tracker = docker.NewInMemoryTracker()
-	c.resolver = docker.NewResolver(docker.ResolverOptions{
-		Hosts:   func(string) ([]docker.RegistryHost, error) { return []docker.RegistryHost{s.host}, nil },
-		Tracker: c.tracker,
-	})
-	return &c
+	return &Session{registry: registry, repo: repo, host: h, retry: r.retry, counts: &requestCounts{}, limiter: r.limiter}, nil
 }
 
 // Ref names object ("", "@digest" or ":tag") in the session's repository.
 func (s *Session) Ref(object string) string { return s.registry + "/" + s.repo + object }
 
-// Requests returns how many requests the session (and its renewals) sent.
+// Requests returns how many requests the session sent.
 func (s *Session) Requests() int64 { return s.counts.heads.Load() + s.counts.writes.Load() }
 
 // Retry runs fn until it succeeds, fails permanently, or the Remote's
@@ -202,66 +182,13 @@ func (s *Session) TagDigest(ctx context.Context, tag string) (digest.Digest, boo
 	return d, true, nil
 }
 
-// Outcome says what a push did.
+// Outcome says what an upload did.
 type Outcome int
 
-// Push outcomes.
+// Upload outcomes.
 const (
 	// Pushed: the bytes were uploaded.
 	Pushed Outcome = iota
 	// Mounted: the registry mounted the blob from another repository.
 	Mounted
-	// Existed: the registry already held it.
-	Existed
 )
-
-// Push writes one descriptor to the registry at object ("@digest" or
-// ":tag@digest"), streaming what open returns through a digest check: bytes
-// that do not match desc never reach the registry whole, and the error is
-// errdefs.ErrDataLoss naming the local content. containerd's pusher checks
-// presence first and tries a cross-repository mount from the
-// distribution-source annotations on desc. Push tries once; wrap it in Retry.
-func (s *Session) Push(ctx context.Context, object string, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (Outcome, error) {
-	pusher, err := s.resolver.Pusher(ctx, s.Ref(object))
-	if err != nil {
-		return 0, fmt.Errorf("pusher for %s: %w", s.Ref(object), err)
-	}
-	// One tracker key per object, so binding a tag to a manifest pushed
-	// moments before by digest is not taken for the same push.
-	ctx = remotes.WithMediaTypeKeyPrefix(ctx, desc.MediaType, "regmend"+object)
-	if err := s.wait(ctx); err != nil {
-		return 0, err
-	}
-	s.counts.writes.Add(1)
-	w, err := pusher.Push(ctx, desc)
-	if errdefs.IsAlreadyExists(err) {
-		st, _ := s.tracker.GetStatus(remotes.MakeRefKey(ctx, desc))
-		if st.MountedFrom != "" {
-			return Mounted, nil
-		}
-		return Existed, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("start push of %s to %s: %w", desc.Digest, s.Ref(""), err)
-	}
-	defer w.Close()
-	body, err := open()
-	if err != nil {
-		return 0, err
-	}
-	defer body.Close()
-	vr := newVerifyingReader(body, desc)
-	if _, err := io.CopyBuffer(w, vr, make([]byte, min(desc.Size+1, content.ReadSize))); err != nil {
-		if vr.err != nil {
-			return 0, vr.err // local side: bad bytes, never sent whole
-		}
-		return 0, fmt.Errorf("push %s to %s: %w", desc.Digest, s.Ref(""), err)
-	}
-	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
-		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			return Existed, nil
-		}
-		return 0, fmt.Errorf("commit %s to %s: %w", desc.Digest, s.Ref(""), err)
-	}
-	return Pushed, nil
-}

@@ -17,11 +17,11 @@ import (
 var errStalled = fmt.Errorf("registry stalled: %w", errdefs.ErrUnavailable)
 
 // registryClient returns c with a transport that keeps two rules for every
-// request of a session, containerd's pusher's included:
+// request of a session:
 //   - once the registry answered 429 or 503 with Retry-After, nothing more
-//     is sent until that time (at most MaxBackoff) has passed. containerd's
-//     pusher retries a 429 at once and keeps no response headers in its
-//     errors, so the wait has to be kept where the responses are seen;
+//     is sent until that time (at most MaxBackoff) has passed, by any of the
+//     session's concurrent requests, so the wait is kept where the responses
+//     are seen;
 //   - a request that makes no progress for stall is abandoned.
 func registryClient(c *http.Client, stall time.Duration) *http.Client {
 	if c == nil {

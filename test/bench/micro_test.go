@@ -186,6 +186,8 @@ func benchMicro(t *testing.T, rep *report) {
 		{"MirrorManifest", "mirror GET of a manifest from a local store", BenchmarkMirrorManifest},
 		{"MirrorBlob", "mirror GET of an 8 MiB layer from a local store", BenchmarkMirrorBlob},
 		{"RegistryBlob", "reference: the same GET from go-containerregistry's in-memory registry", BenchmarkRegistryBlob},
+		{"UploadFile", "Session.Upload of a 32 MiB blob file to a server that discards it, read as the HTTP client asks (32 KiB)", BenchmarkUploadFile},
+		{"UploadFile1MiB", "the same, read through a 1 MiB buffer", BenchmarkUploadFile1MiB},
 	}
 	var rows [][]string
 	for _, bm := range benches {

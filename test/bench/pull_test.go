@@ -100,9 +100,9 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 	}
 	variants := []*servedBy{
 		{name: "`regmend serve`, as built"},
-		{name: "regmend's mirror and heal queue in-process, reads as `regmend serve` reads", block: -1},
+		{name: "regmend's mirror and heal queue in-process, reads over containerd's API (`regmend serve --content-dir none`)", block: -1},
 		{name: "regmend's mirror and heal queue in-process, reads widened to 1 MiB (simulated fix 1)", block: 1 << 20},
-		{name: "regmend's mirror in-process, no heal, reads as `regmend serve` reads", block: -1, heal: healNone},
+		{name: "regmend's mirror in-process, no heal, reads over containerd's API", block: -1, heal: healNone},
 		{name: "regmend's mirror in-process, reads widened to 1 MiB, heal queued when the pull ends (simulated fixes 1 and 2)", block: 1 << 20, heal: healAfter},
 	}
 	var plain, listed durations
@@ -179,7 +179,7 @@ func benchPull(ctx context.Context, t *testing.T, rep *report) {
 		rows:   rows,
 		notes: []string{"A healthy pull never reaches regmend: every run checks that regmend's mirror request counter does not move. " +
 			"The in-process rows build the same `mirror.Mirror` and `heal.Queue` that `regmend serve` runs, over node A's gRPC content store, in the test process; " +
-			"the first of them checks that the in-process setup behaves like the binary; the second widens every read of the content store to 1 MiB (proposed fix 1); " +
+			"the first of them reads as `regmend serve --content-dir none` does (the binary reads blobs from containerd's content directory); the second widens every read of the content store to 1 MiB (proposed fix 1); " +
 			"the third serves without healing, to show what the background heal costs the pull; the last also widens the reads and queues the heal only once the pull has ended (proposed fix 2: heal after serving)."},
 	})
 	// The mirror counter shows regmend never saw a healthy pull (the run

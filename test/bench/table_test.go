@@ -21,7 +21,7 @@ var (
 	benchTable = flag.Bool("benchtable", false, "run the side-by-side benchmarks against real components and write RESULTS.md (make bench)")
 	benchRuns  = flag.Int("benchruns", 7, "runs of each timed measurement; the table shows the median")
 	benchOut   = flag.String("benchout", "RESULTS.md", "file the table is written to, relative to test/bench")
-	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, memory, pull, check, peer, micro); the table is printed, not written")
+	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, tune, steps, memory, pull, check, peer, micro); the table is printed, not written")
 )
 
 // TestBenchTable runs every side-by-side measurement and writes the table.
@@ -40,6 +40,8 @@ func TestBenchTable(t *testing.T) {
 		fn   func(context.Context, *testing.T, *report)
 	}{
 		{"heal", benchHeal},
+		{"tune", benchTune},
+		{"steps", benchSteps},
 		{"memory", benchMemory},
 		{"pull", benchPull},
 		{"check", benchCheck},

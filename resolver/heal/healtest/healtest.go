@@ -12,6 +12,7 @@ import (
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/registry"
@@ -25,15 +26,60 @@ type Fixture struct {
 	CS     ctrcontent.Store
 	CSRoot string // the store's directory, for corrupting blobs
 	Healer *heal.Healer
+	// API and Dir are the Healer's read path when built by NewReading.
+	API *imagetest.APIStore
+	Dir *content.Dir
 }
 
-// New returns a Fixture whose Healer retries 4 times, 1ms apart.
+// New returns a Fixture whose Healer retries 4 times, 1ms apart, and reads
+// the local store directly (as the plugin build reads containerd's store
+// in-process).
 func New(t testing.TB, opts ...heal.HealerOption) *Fixture {
 	t.Helper()
 	f := &Fixture{Registry: imagetest.NewRegistry(t)}
 	f.CS, f.CSRoot = imagetest.LocalStore(t)
 	var err error
 	if f.Healer, err = heal.NewHealer(f.CS, f.Remote(t), opts...); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// ReadPath is how a fixture's Healer reads blobs, as `regmend heal` and
+// `regmend serve` may.
+type ReadPath string
+
+// Read paths.
+const (
+	// ReadDir reads blobs from the store's directory (content.Dir), with
+	// everything else asked of the store as over containerd's API: what
+	// regmend does where containerd's content directory is readable.
+	ReadDir ReadPath = "directory"
+	// ReadAPI reads every blob as over containerd's gRPC API.
+	ReadAPI ReadPath = "api"
+)
+
+// ReadPaths are both read paths, for tests that must hold on each.
+var ReadPaths = []ReadPath{ReadDir, ReadAPI}
+
+// NewReading returns a Fixture whose Healer reads blobs by path. f.API
+// counts the blobs opened through the API; f.Dir is the directory reader
+// (nil for ReadAPI).
+func NewReading(t testing.TB, path ReadPath, opts ...heal.HealerOption) *Fixture {
+	t.Helper()
+	f := &Fixture{Registry: imagetest.NewRegistry(t)}
+	f.CS, f.CSRoot = imagetest.LocalStore(t)
+	f.API = imagetest.OverAPI(f.CS)
+	var store content.Store = f.API
+	if path == ReadDir {
+		d, err := content.OpenDir(f.API, f.CSRoot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Dir, store = d, d
+	}
+	var err error
+	if f.Healer, err = heal.NewHealer(store, f.Remote(t), opts...); err != nil {
 		t.Fatal(err)
 	}
 	return f
