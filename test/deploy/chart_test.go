@@ -81,6 +81,16 @@ func TestChartDefaults(t *testing.T) {
 	if m.MountPath != "/etc/containerd/certs.d" || m.ReadOnly {
 		t.Errorf("hosts dir mount %+v, want read-write at the same path", m)
 	}
+	// containerd's content directory, read-only at the same path, named to
+	// serve so that it reads blob files rather than over the API.
+	const contentDir = "/var/lib/containerd/io.containerd.content.v1.content"
+	m, v = hostMount(t, p, serve, contentDir)
+	if m.MountPath != contentDir || !m.ReadOnly || v.HostPath.Type != "Directory" {
+		t.Errorf("content dir: mount %+v volume %+v, want read-only at the same path", m, *v.HostPath)
+	}
+	if a, _ := argValue(serve.Args, "--content-dir"); a != contentDir {
+		t.Errorf("serve --content-dir %q, want %q", a, contentDir)
+	}
 
 	// One init container for the registry, against the host's hosts dir.
 	if len(p.InitContainers) != 1 {

@@ -96,10 +96,13 @@ func TestChartNonDefault(t *testing.T) {
 // TestChartPresets renders the documented presets: each points every mount
 // and flag at that distribution's containerd.
 func TestChartPresets(t *testing.T) {
-	for _, tc := range []struct{ preset, socket, config, hostsDir string }{
-		{"kubeadm", "/run/containerd/containerd.sock", "/etc/containerd/config.toml", "/etc/containerd/certs.d"},
-		{"k3s", "/run/k3s/containerd/containerd.sock", "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "/var/lib/rancher/k3s/agent/etc/containerd/certs.d"},
-		{"rke2", "/run/k3s/containerd/containerd.sock", "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", "/var/lib/rancher/rke2/agent/etc/containerd/certs.d"},
+	for _, tc := range []struct{ preset, socket, config, hostsDir, contentDir string }{
+		{"kubeadm", "/run/containerd/containerd.sock", "/etc/containerd/config.toml", "/etc/containerd/certs.d",
+			"/var/lib/containerd/io.containerd.content.v1.content"},
+		{"k3s", "/run/k3s/containerd/containerd.sock", "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "/var/lib/rancher/k3s/agent/etc/containerd/certs.d",
+			"/var/lib/rancher/k3s/agent/containerd/io.containerd.content.v1.content"},
+		{"rke2", "/run/k3s/containerd/containerd.sock", "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", "/var/lib/rancher/rke2/agent/etc/containerd/certs.d",
+			"/var/lib/rancher/rke2/agent/containerd/io.containerd.content.v1.content"},
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
 			objs := parse(t, template(t, "--set", "registries={"+registry+"}",
@@ -111,6 +114,10 @@ func TestChartPresets(t *testing.T) {
 				t.Errorf("--address %q", got)
 			}
 			hostMount(t, p, serve, filepath.Dir(tc.socket))
+			hostMount(t, p, serve, tc.contentDir)
+			if got, _ := argValue(serve.Args, "--content-dir"); got != tc.contentDir {
+				t.Errorf("--content-dir %q", got)
+			}
 			for _, c := range []harness.Container{init, serve} {
 				if got, _ := argValue(c.Args, "--hosts-dir"); c.Name == init.Name && got != tc.hostsDir {
 					t.Errorf("%s --hosts-dir %q", c.Name, got)

@@ -61,6 +61,7 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 		"image.repository="+s.reg.Addr()+"/regmend", "image.tag=e2e",
 		"containerd.socket="+node.Socket(), "containerd.config="+node.ConfigPath(),
 		"containerd.hostsDir="+node.HostsDir(), "containerd.namespace="+node.Namespace(),
+		"containerd.contentDir="+filepath.Join(node.Dir(), "root", "io.containerd.content.v1.content"),
 		"mirror.port="+strconv.Itoa(mirrorPort), "metrics.port="+strconv.Itoa(metricsPort),
 		"sweepInterval=0", "logLevel=debug", "cluster.enabled=false",
 		"mirrorToken.hostDir="+tokenDir)
