@@ -249,9 +249,30 @@ func serveInProcess(t *testing.T, node *harness.Containerd, reg *harness.Registr
 	return srv.URL, store, q
 }
 
+// registryIdle waits until reg has answered no request for a second: the
+// heals the previous pull queued (one per digest it served, each ending in a
+// no-op or a retention tag PUT) may still be running after the registry
+// holds the image again, and one landing after the next reap's DELETE would
+// put the manifest back.
+func registryIdle(t *testing.T, reg *harness.Registry) {
+	t.Helper()
+	err := harness.WaitFor(30*time.Second, nil, "registry idle", func() error {
+		n := len(reg.Requests())
+		time.Sleep(time.Second)
+		if m := len(reg.Requests()); m != n {
+			return fmt.Errorf("%d requests in the last second", m-n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // reap makes reg lose a manifest and its blobs, as garbage collection does.
 func reap(t *testing.T, reg *harness.Registry, repo string, d digest.Digest, blobs []digest.Digest) {
 	t.Helper()
+	registryIdle(t, reg)
 	reg.DeleteManifest(repo, d)
 	for _, b := range blobs {
 		deleteBlob(t, reg, repo, b)
