@@ -24,19 +24,18 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-$(TOOLS)/containerd $(TOOLS)/ctr: go.mod go.sum
-	$(GO) build -o $(TOOLS)/ github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr
-	@touch $(TOOLS)/containerd $(TOOLS)/ctr
+# The runc shim is what `ctr run` needs to run regmend's image as a
+# container; it comes from the same containerd module as the daemon, so they
+# always match.
+$(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/containerd-shim-runc-v2: go.mod go.sum
+	$(GO) build -o $(TOOLS)/ github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+	@touch $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/containerd-shim-runc-v2
 
 $(TOOLS)/registry $(TOOLS)/crictl: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS)/ github.com/distribution/distribution/v3/cmd/registry sigs.k8s.io/cri-tools/cmd/crictl
 	@touch $(TOOLS)/registry $(TOOLS)/crictl
 
-# The shim is what `ctr run` needs to run regmend's image as a container; it
-# comes from the same containerd module as the daemon, so they always match.
-$(TOOLS)/containerd-shim-runc-v2: go.mod go.sum
-	$(GO) build -o $(TOOLS)/ github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
-	@touch $@
 
 $(TOOLS)/helm: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS)/ helm.sh/helm/v3/cmd/helm

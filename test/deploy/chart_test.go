@@ -147,8 +147,8 @@ func checkCluster(t *testing.T, objs []harness.Object, p harness.PodSpec, serve 
 	if !subset(svc.Spec.Selector, ds.Spec.Template.Metadata.Labels) {
 		t.Errorf("peers Service selects %v, pods carry %v", svc.Spec.Selector, ds.Spec.Template.Metadata.Labels)
 	}
-	if got, _ := argValue(serve.Args, "--peers-dns"); got != o.Metadata.Name+".kube-system.svc:5052" {
-		t.Errorf("--peers-dns %q, want the headless Service %s.kube-system.svc:5052", got, o.Metadata.Name)
+	if got, _ := argValue(serve.Args, "--peers-dns"); got != o.Metadata.Name+".kube-system.svc.cluster.local:5052" {
+		t.Errorf("--peers-dns %q, want the headless Service %s.kube-system.svc.cluster.local:5052", got, o.Metadata.Name)
 	}
 	if got, _ := argValue(serve.Args, "--peer-listen"); got != "$(NODE_IP):5052" {
 		t.Errorf("--peer-listen %q", got)
