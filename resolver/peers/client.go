@@ -65,7 +65,13 @@ func WithTimeout(d time.Duration) ClientOption {
 // WithIdleTimeout cuts a response body that delivers nothing for d. The
 // default is DefaultIdleTimeout.
 func WithIdleTimeout(d time.Duration) ClientOption {
-	return func(c *Client) error { c.idle = d; return nil }
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("peer idle timeout %s: must be positive: %w", d, errdefs.ErrInvalidArgument)
+		}
+		c.idle = d
+		return nil
+	}
 }
 
 // WithTLS uses cfg for https peers (CA to trust, client certificate for
@@ -100,9 +106,6 @@ func NewClient(members *Membership, token secret.Source, opts ...ClientOption) (
 	}
 	return c, nil
 }
-
-// Members returns the membership the client asks.
-func (c *Client) Members() *Membership { return c.members }
 
 // maxInFlight bounds the HEADs one lookup has in flight; peers not asked
 // by the timeout count as not holding.

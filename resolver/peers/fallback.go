@@ -63,6 +63,9 @@ func (c *Client) ServeFallback(w http.ResponseWriter, r *http.Request, ref mirro
 		if hinted && errdefs.IsNotFound(err) {
 			continue // the hint was wrong: look the digest up
 		}
+		if isCanceled(ctx) {
+			return false // containerd hung up: the peer did nothing wrong
+		}
 		log.G(ctx).WithError(err).WithField("peer", h.peer.ID).Warn("peer could not serve; trying another")
 		c.markDown(h.peer)
 	}
@@ -168,12 +171,15 @@ func (c *Client) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.R
 	n, err := copyVerified(w, idleReader{r: f.resp.Body, reset: f.reset}, ref.Digest, h.size, start, end)
 	c.metrics.addBytes("from_peers", n)
 	if err != nil {
-		if errors.Is(err, errMismatch) {
+		switch {
+		case errors.Is(err, errMismatch):
 			c.metrics.digestMismatch()
-		} else {
+			c.markDown(h.peer)
+		case isCanceled(ctx): // containerd hung up: the peer did nothing wrong
+		default:
 			c.metrics.request("error")
+			c.markDown(h.peer)
 		}
-		c.markDown(h.peer)
 		log.G(ctx).WithError(err).WithField("peer", h.peer.ID).Warn("peer blob cut short")
 		// Headers are out: cut the response, so containerd sees a body
 		// shorter than its Content-Length and never a complete bad blob.

@@ -57,7 +57,11 @@ func (r *Ranker) Turn(ctx context.Context, t heal.Target) (heal.Turn, error) {
 	log.G(ctx).WithField("root", t.Root.Digest).WithField("holders", order).WithField("rank", turn.Rank).
 		WithField("ahead_healing", turn.AheadHealing).Debug("ranked among holders")
 	if turn.Rank > 0 && !turn.AheadHealing {
-		r.client.head(ctx, byID[order[0]].peer, ref, false)
+		// The nudge is bounded like every lookup: a heal's own context may
+		// have no deadline (check --fix) or a long one.
+		nctx, cancel := context.WithTimeout(ctx, r.client.timeout)
+		r.client.head(nctx, byID[order[0]].peer, ref, false)
+		cancel()
 	}
 	return turn, nil
 }

@@ -67,8 +67,8 @@ func (s *Session) Upload(ctx context.Context, desc ocispec.Descriptor, open func
 	}
 	hdr := http.Header{"Content-Type": {"application/octet-stream"}}
 	resp, err = s.send(ctx, http.MethodPut, put, hdr, body, desc.Size)
-	if vr != nil && vr.err != nil {
-		return 0, vr.err // local side: bad bytes, never sent whole
+	if vr != nil && vr.Err() != nil {
+		return 0, vr.Err() // local side: bad bytes, never sent whole
 	}
 	if err != nil {
 		return 0, fmt.Errorf("upload %s to %s: %w", desc.Digest, s.Ref(""), err)

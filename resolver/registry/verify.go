@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -14,21 +15,33 @@ import (
 // pass. The read that would deliver the final bytes first checks the digest:
 // on a mismatch it fails instead, so the upload never receives a complete
 // body and the registry can never commit unverified bytes.
+//
+// Read runs on the HTTP transport's goroutine, which may still be reading
+// when the response has come back; the failure is kept atomically so the
+// caller can ask for it (Err) once the request returns.
 type verifyingReader struct {
 	r         io.Reader
 	desc      ocispec.Descriptor
 	h         hash.Hash
 	remaining int64
-	err       error
+	err       atomic.Pointer[error]
 }
 
 func newVerifyingReader(r io.Reader, desc ocispec.Descriptor) *verifyingReader {
 	return &verifyingReader{r: r, desc: desc, h: desc.Digest.Algorithm().Hash(), remaining: desc.Size}
 }
 
+// Err returns why the local content failed to verify, or nil.
+func (v *verifyingReader) Err() error {
+	if e := v.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 func (v *verifyingReader) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
+	if err := v.Err(); err != nil {
+		return 0, err
 	}
 	if v.remaining == 0 {
 		return 0, io.EOF
@@ -59,6 +72,6 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (v *verifyingReader) fail(err error) error {
-	v.err = err
+	v.err.Store(&err)
 	return err
 }
