@@ -99,6 +99,9 @@ func runServe(ctx context.Context, cmd *cli.Command) error {
 	defer n.Close()
 	n.readDirectly(ctx, cfg.ContentDir)
 	d, err := daemon.New(cfg, daemon.Stores{Content: n.cs, Images: n.images(), Events: n.client.EventService()})
+	if errdefs.IsInvalidArgument(err) { // a bad setting found in a file, such as the peer token's
+		return &exitCode{code: exitUsage, err: err}
+	}
 	if err != nil {
 		return err
 	}
