@@ -22,8 +22,10 @@ import (
 type Remote struct {
 	hostsDir    string
 	credentials func(host string) (string, string, error)
-	exclude     []string // host:port of regmend's own mirror
-	registries  []string // allow-list; empty allows any
+	configured  docker.RegistryHosts // WithRegistryHosts; nil reads hostsDir
+	fromFiles   bool                 // WithHostsDir or WithAuthFile was given
+	exclude     []string             // host:port of regmend's own mirror
+	registries  []string             // allow-list; empty allows any
 	retry       retryPolicy
 	limiter     *rate.Limiter // nil: unlimited
 	stall       time.Duration
@@ -54,7 +56,23 @@ type Option func(*Remote) error
 // from dir, as containerd's config_path. The default is DefaultHostsDir; ""
 // uses containerd's defaults for every registry.
 func WithHostsDir(dir string) Option {
-	return func(r *Remote) error { r.hostsDir = dir; return nil }
+	return func(r *Remote) error { r.hostsDir, r.fromFiles = dir, true; return nil }
+}
+
+// WithRegistryHosts takes each registry's hosts (addresses, TLS, headers,
+// credentials) from hosts, as containerd's resolver does, instead of from a
+// hosts directory: for callers that configure registries in code, and for
+// tests against servers of their own. It cannot be combined with
+// WithHostsDir or WithAuthFile (the hosts carry their own Authorizer). The
+// default reads DefaultHostsDir.
+func WithRegistryHosts(hosts docker.RegistryHosts) Option {
+	return func(r *Remote) error {
+		if hosts == nil {
+			return fmt.Errorf("registry hosts: nil function: %w", errdefs.ErrInvalidArgument)
+		}
+		r.configured = hosts
+		return nil
+	}
 }
 
 // WithAuthFile takes registry credentials from a docker-style config.json.
@@ -65,7 +83,7 @@ func WithAuthFile(path string) Option {
 		if err != nil {
 			return err
 		}
-		r.credentials = creds
+		r.credentials, r.fromFiles = creds, true
 		return nil
 	}
 }
@@ -103,12 +121,12 @@ func WithRetry(attempts int, base time.Duration) Option {
 	}
 }
 
-// WithStallTimeout abandons a request to a registry that makes no progress
-// for d (no byte of its body taken, no answer, no byte of the answer), as a
-// transient failure, so a registry that accepts connections and never
-// answers cannot hang a heal. An upload that moves, however slowly, is never
-// cut; the registry's own check of a large blob after its last byte must fit
-// in d. The default is DefaultStallTimeout.
+// WithStallTimeout abandons a request to a registry that makes too little
+// progress for d (no answer, or fewer than 64 KiB of its body or of the
+// answer moved), as a transient failure, so a registry that accepts
+// connections and never answers, or takes an upload a trickle at a time,
+// cannot hang a heal. The registry's own check of a large blob after its
+// last byte must fit in d. The default is DefaultStallTimeout.
 func WithStallTimeout(d time.Duration) Option {
 	return func(r *Remote) error {
 		if d <= 0 {
@@ -143,6 +161,9 @@ func NewRemote(opts ...Option) (*Remote, error) {
 			return nil, err
 		}
 	}
+	if r.configured != nil && r.fromFiles {
+		return nil, fmt.Errorf("registry hosts given in code and a hosts directory or auth file: choose one: %w", errdefs.ErrInvalidArgument)
+	}
 	return r, nil
 }
 
@@ -160,9 +181,19 @@ func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryH
 	if ok && time.Since(c.loaded) < hostsTTL {
 		return c.hosts, nil
 	}
-	hosts, err := r.loadHosts(ctx, registry)
+	configure := r.configured
+	if configure == nil {
+		configure = r.hostsFromDir(ctx)
+	}
+	all, err := configure(registry)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hosts of registry %s: %w", registry, err)
+	}
+	var hosts []docker.RegistryHost
+	for _, h := range all {
+		if !r.excluded(h.Host) {
+			hosts = append(hosts, h)
+		}
 	}
 	r.mu.Lock()
 	r.cached[registry] = cachedHosts{hosts: hosts, loaded: time.Now()}
@@ -170,22 +201,21 @@ func (r *Remote) hosts(ctx context.Context, registry string) ([]docker.RegistryH
 	return hosts, nil
 }
 
-func (r *Remote) loadHosts(ctx context.Context, registry string) ([]docker.RegistryHost, error) {
+// hostsFromDir reads a registry's hosts.toml under the hosts directory with
+// containerd's own parser (which logs with ctx's logger).
+func (r *Remote) hostsFromDir(ctx context.Context) docker.RegistryHosts {
 	opts := config.HostOptions{Credentials: r.credentials, UpdateClient: keepConnections}
 	if r.hostsDir != "" {
 		opts.HostDir = config.HostDirFromRoot(r.hostsDir)
 	}
-	all, err := config.ConfigureHosts(ctx, opts)(registry)
-	if err != nil {
-		return nil, fmt.Errorf("hosts configuration for %s in %s: %w", registry, r.hostsDir, err)
-	}
-	var out []docker.RegistryHost
-	for _, h := range all {
-		if !r.excluded(h.Host) {
-			out = append(out, h)
+	configure := config.ConfigureHosts(ctx, opts)
+	return func(registry string) ([]docker.RegistryHost, error) {
+		all, err := configure(registry)
+		if err != nil {
+			return nil, fmt.Errorf("hosts.toml in %s: %w", r.hostsDir, err)
 		}
+		return all, nil
 	}
-	return out, nil
 }
 
 // keepConnections lets a heal's or check's concurrent requests reuse their
@@ -241,5 +271,9 @@ func (r *Remote) pushHost(ctx context.Context, registry string) (docker.Registry
 			return h, nil
 		}
 	}
-	return docker.RegistryHost{}, fmt.Errorf("no push-capable host for %s in hosts.toml under %s: %w", registry, r.hostsDir, errdefs.ErrNotFound)
+	where := "in hosts.toml under " + r.hostsDir
+	if r.configured != nil {
+		where = "among the configured registry hosts"
+	}
+	return docker.RegistryHost{}, fmt.Errorf("no push-capable host for %s %s: %w", registry, where, errdefs.ErrNotFound)
 }

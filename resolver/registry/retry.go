@@ -2,7 +2,10 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -81,9 +84,14 @@ func (e *StatusError) As(target any) bool {
 }
 
 // IsTransient reports whether err may pass if tried again: dropped
-// connections, timeouts, stalls, 408, 429 and 5xx.
+// connections, timeouts, stalls, 408, 429 and 5xx. A registry this node
+// cannot talk to as configured (certificate refused, plain HTTP spoken to
+// an https client, host not found) is not transient: no retry mends it.
 func IsTransient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if misconfigured(err) != "" {
 		return false
 	}
 	var se *StatusError
@@ -153,4 +161,47 @@ func parseRetryAfter(h string) time.Duration {
 		return time.Until(t)
 	}
 	return 0
+}
+
+// misconfigured says what to change when err is a transport failure that
+// trying again cannot mend, or returns "". Every such failure is a
+// *url.Error, which is a net.Error, so it must be told apart before the
+// net.Error rule of IsTransient counts it as a dropped connection.
+func misconfigured(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		recordHdr tls.RecordHeaderError
+		dnsErr    *net.DNSError
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		return "its certificate is signed by an authority this node does not trust: add the registry's CA to its hosts.toml (ca = \"/path/to/ca.crt\")"
+	case errors.As(err, &hostname):
+		return "its certificate is not issued for the name it is reached by: name the host its certificate names in hosts.toml (server, [host])"
+	case errors.As(err, &invalid):
+		return "its certificate is not valid (" + invalid.Error() + "): fix the registry's certificate"
+	case errors.Is(err, http.ErrSchemeMismatch),
+		errors.As(err, &recordHdr) && string(recordHdr.RecordHeader[:]) == "HTTP/":
+		return "the registry speaks http, not https: set server = \"http://...\" in its hosts.toml"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "host " + dnsErr.Name + " not found: check the registry's name and the server of its hosts.toml"
+	}
+	return ""
+}
+
+// classifyTransport returns the failure of a request to host of registry:
+// as it is when trying again may pass, else naming the registry and the fix,
+// classified errdefs.ErrFailedPrecondition (the *url.Error kept for
+// IsUnreachable).
+func classifyTransport(registry, host string, err error) error {
+	fix := misconfigured(err)
+	if fix == "" {
+		return err
+	}
+	if host != registry {
+		registry += " (through host " + host + ")"
+	}
+	return fmt.Errorf("registry %s cannot be reached as configured: %s: %w: %w", registry, fix, err, errdefs.ErrFailedPrecondition)
 }

@@ -84,11 +84,12 @@ func (s *Session) scoped(ctx context.Context) context.Context {
 	return sctx
 }
 
-// head asks the registry for /v2/<repo>/<kind>/<ref> and returns the answer
-// with its body closed. 404 is an answer, not an error.
+// head asks the registry for /v2/<repo>/<kind>/<ref> (with ?ns= through a
+// push host that is not the registry, as containerd asks such a host) and
+// returns the answer with its body closed. 404 is an answer, not an error.
 func (s *Session) head(ctx context.Context, kind, ref string) (*http.Response, error) {
 	ctx = s.scoped(ctx)
-	u := fmt.Sprintf("%s://%s%s/%s/%s/%s", s.host.Scheme, s.host.Host, s.host.Path, s.repo, kind, ref)
+	u := s.endpoint(kind, ref).String()
 	var resp *http.Response
 	err := s.retry.do(ctx, func() error {
 		var err error
@@ -122,7 +123,7 @@ func (s *Session) headOnce(ctx context.Context, u string, reauth bool) (*http.Re
 	s.counts.heads.Add(1)
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("HEAD %s: %w", u, err)
+		return nil, classifyTransport(s.registry, s.host.Host, fmt.Errorf("HEAD %s: %w", u, err))
 	}
 	resp.Body.Close()
 	switch {

@@ -22,7 +22,8 @@ var errStalled = fmt.Errorf("registry stalled: %w", errdefs.ErrUnavailable)
 //     is sent until that time (at most MaxBackoff) has passed, by any of the
 //     session's concurrent requests, so the wait is kept where the responses
 //     are seen;
-//   - a request that makes no progress for stall is abandoned.
+//   - a request that makes too little progress for stall is abandoned
+//     (see roundTripGuarded).
 func registryClient(c *http.Client, stall time.Duration) *http.Client {
 	if c == nil {
 		c = http.DefaultClient
@@ -33,7 +34,27 @@ func registryClient(c *http.Client, stall time.Duration) *http.Client {
 		g.next = http.DefaultTransport
 	}
 	cc.Transport = g
+	cc.CheckRedirect = keepCredentialsOnScheme(cc.CheckRedirect)
 	return &cc
+}
+
+// keepCredentialsOnScheme drops the Authorization header from a redirect
+// to another scheme before check (nil: Go's limit of 10 redirects) sees
+// it: net/http forwards it to the same host name whatever the scheme, so an
+// https registry redirecting to http://itself would get its token in clear.
+func keepCredentialsOnScheme(check func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != via[0].URL.Scheme {
+			req.Header.Del("Authorization")
+		}
+		if check != nil {
+			return check(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
 }
 
 type registryTransport struct {
@@ -80,9 +101,18 @@ func (g *registryTransport) waitRetryAfter(req *http.Request) error {
 	}
 }
 
-// roundTripGuarded sends req, cancelling it once nothing moved for
-// the stall timeout: every read of the request body or of the answer starts
-// the clock again.
+// stallProgress is how many bytes of a request body or of an answer must
+// move within one stall timeout to start its clock again: a body that
+// trickles a few bytes at a time (a congested link, a registry or proxy
+// that reads one packet a minute) is as stalled as one that stops, and must
+// not hold a heal for as long as it pleases. 64 KiB a minute, the default,
+// is 1 KiB/s.
+const stallProgress = 64 << 10
+
+// roundTripGuarded sends req, cancelling it once it made too little
+// progress for the stall timeout: the clock starts again when the answer
+// comes, at the end of the request body and of the answer, and after every
+// stallProgress bytes of either.
 func (g *registryTransport) roundTripGuarded(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(g.stall, func() { cancel(errStalled) })
@@ -104,17 +134,23 @@ func (g *registryTransport) roundTripGuarded(req *http.Request) (*http.Response,
 	return resp, nil
 }
 
-// progress restarts the stall clock on every read.
+// progress restarts the stall clock once stallProgress bytes passed since
+// it last started, and at the end of the body. Each body is read by one
+// goroutine at a time, so moved needs no lock.
 type progress struct {
 	io.ReadCloser
 	timer *time.Timer
 	stall time.Duration
+	moved int64 // bytes since the clock last started
 	done  func()
 }
 
 func (p *progress) Read(b []byte) (int, error) {
 	n, err := p.ReadCloser.Read(b)
-	p.timer.Reset(p.stall)
+	if p.moved += int64(n); p.moved >= stallProgress || err != nil {
+		p.moved = 0
+		p.timer.Reset(p.stall)
+	}
 	return n, err
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
@@ -27,7 +28,8 @@ const maxManifestSize = 4 << 20
 // registry), and asks nothing first. When desc's
 // distribution-source annotations name another repository of this
 // registry it asks for a cross-repository mount (POST ?mount=&from=);
-// otherwise, or if the registry starts an upload instead, it streams the
+// otherwise, or if the registry starts an upload instead or refuses the
+// mount (any answer but 201 and 202: a plain POST follows), it streams the
 // bytes open returns, through the digest check, in one monolithic PUT
 // ?digest= (distribution's "monolithic upload" after a POST). Bytes that do
 // not match desc never reach the registry whole, and the error is
@@ -98,13 +100,15 @@ func (s *Session) startUpload(ctx context.Context, start *url.URL, desc ocispec.
 		case resp.StatusCode == http.StatusCreated:
 			drain(resp)
 			return nil, true, nil
-		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-			drain(resp) // as containerd's pusher: upload instead
-		default:
-			if err := expect(resp, http.StatusAccepted); err != nil {
-				return nil, false, err
-			}
+		case resp.StatusCode == http.StatusAccepted:
 			return resp, false, nil
+		default:
+			// 401/403 (no right to read from), or a registry that cannot
+			// mount (404, 405, 5xx): upload instead, as containerd's pusher
+			// and go-containerregistry do; the plain POST says whether the
+			// registry takes writes at all.
+			log.G(ctx).WithField("digest", desc.Digest).WithField("from", from).WithField("status", resp.Status).Debug("mount refused; uploading")
+			drain(resp)
 		}
 	}
 	resp, err := s.send(ctx, http.MethodPost, start, nil, nil, 0)
@@ -230,8 +234,11 @@ func (s *Session) send(ctx context.Context, method string, u *url.URL, hdr http.
 			}
 		}
 		authorizer := s.host.Authorizer
-		if u.Host != s.host.Host {
-			authorizer = nil // an upload sent elsewhere gets no credentials
+		if u.Host != s.host.Host || u.Scheme != s.host.Scheme {
+			// An upload sent elsewhere, or over another scheme (https to
+			// http would carry the token in clear), gets no credentials,
+			// as containerd's pusher.
+			authorizer = nil
 		}
 		if authorizer != nil {
 			if err := authorizer.Authorize(ctx, req); err != nil {
@@ -246,7 +253,7 @@ func (s *Session) send(ctx context.Context, method string, u *url.URL, hdr http.
 		s.counts.writes.Add(1)
 		resp, err := s.client().Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
+			return nil, classifyTransport(s.registry, u.Host, fmt.Errorf("%s %s: %w", method, u.Redacted(), err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized || authorizer == nil || attempt > 0 {
 			return resp, nil

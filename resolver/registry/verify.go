@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -49,8 +50,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	if int64(len(p)) >= v.remaining {
 		// The last chunk: read all of it, check, then release it.
 		p = p[:v.remaining]
-		if _, err := io.ReadFull(v.r, p); err != nil {
-			return 0, v.fail(fmt.Errorf("local content %s is shorter than its %d bytes: %w", v.desc.Digest, v.desc.Size, errdefs.ErrDataLoss))
+		if err := readFull(v.r, p); err != nil {
+			return 0, v.fail(v.readError(err))
 		}
 		v.h.Write(p)
 		v.remaining = 0
@@ -62,13 +63,36 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	v.h.Write(p[:n])
 	v.remaining -= int64(n)
-	if err == io.EOF {
-		return n, v.fail(fmt.Errorf("local content %s is shorter than its %d bytes: %w", v.desc.Digest, v.desc.Size, errdefs.ErrDataLoss))
-	}
 	if err != nil {
-		return n, v.fail(fmt.Errorf("read local content %s: %w", v.desc.Digest, err))
+		return n, v.fail(v.readError(err))
 	}
 	return n, nil
+}
+
+// readFull fills p, as io.ReadFull, but returns r's own error: io.EOF only
+// when r ended, never an io.ErrUnexpectedEOF of its own making.
+func readFull(r io.Reader, p []byte) error {
+	for n := 0; n < len(p); {
+		m, err := r.Read(p[n:])
+		if n += m; n == len(p) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readError names a failed read of the local content. Only an end before
+// desc.Size is data loss; any other failure (the caller gave up, the
+// content store is unavailable) keeps its cause and class, so that it is
+// retried or reported as what it is, not counted as lost content.
+func (v *verifyingReader) readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("local content %s is shorter than its %d bytes: %w", v.desc.Digest, v.desc.Size, errdefs.ErrDataLoss)
+	}
+	return fmt.Errorf("read local content %s: %w", v.desc.Digest, err)
 }
 
 func (v *verifyingReader) fail(err error) error {
