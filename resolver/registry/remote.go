@@ -267,9 +267,13 @@ func (r *Remote) pushHost(ctx context.Context, registry string) (docker.Registry
 		return docker.RegistryHost{}, err
 	}
 	for _, h := range hosts {
-		if h.Capabilities.Has(docker.HostCapabilityPush) {
-			return h, nil
+		if !h.Capabilities.Has(docker.HostCapabilityPush) {
+			continue
 		}
+		if h.Host == "" || h.Scheme != "http" && h.Scheme != "https" {
+			return docker.RegistryHost{}, fmt.Errorf("push host %q of %s: scheme %q: want a host, and http or https: %w", h.Host, registry, h.Scheme, errdefs.ErrInvalidArgument)
+		}
+		return h, nil
 	}
 	where := "in hosts.toml under " + r.hostsDir
 	if r.configured != nil {

@@ -181,7 +181,7 @@ func misconfigured(err error) string {
 	case errors.As(err, &hostname):
 		return "its certificate is not issued for the name it is reached by: name the host its certificate names in hosts.toml (server, [host])"
 	case errors.As(err, &invalid):
-		return "its certificate is not valid (" + invalid.Error() + "): fix the registry's certificate"
+		return "its certificate is not valid (expired, or not for serving): fix the registry's certificate"
 	case errors.Is(err, http.ErrSchemeMismatch),
 		errors.As(err, &recordHdr) && string(recordHdr.RecordHeader[:]) == "HTTP/":
 		return "the registry speaks http, not https: set server = \"http://...\" in its hosts.toml"
@@ -191,17 +191,20 @@ func misconfigured(err error) string {
 	return ""
 }
 
-// classifyTransport returns the failure of a request to host of registry:
-// as it is when trying again may pass, else naming the registry and the fix,
-// classified errdefs.ErrFailedPrecondition (the *url.Error kept for
-// IsUnreachable).
-func classifyTransport(registry, host string, err error) error {
+// classifyTransport returns a failed request of registry's: as it is when
+// trying again may pass, else naming the registry, the host that failed
+// (its own, a push host, a token server) and the fix, classified
+// errdefs.ErrFailedPrecondition (the *url.Error kept for IsUnreachable).
+func classifyTransport(registry string, err error) error {
 	fix := misconfigured(err)
 	if fix == "" {
 		return err
 	}
-	if host != registry {
-		registry += " (through host " + host + ")"
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != registry {
+			registry += " (through host " + u.Host + ")"
+		}
 	}
 	return fmt.Errorf("registry %s cannot be reached as configured: %s: %w: %w", registry, fix, err, errdefs.ErrFailedPrecondition)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -148,5 +149,35 @@ func TestUnknownAuthorityThroughUpload(t *testing.T) {
 	}
 	if n := c.n.Load(); n != 1 {
 		t.Errorf("%d tries, want 1: %v", n, err)
+	}
+}
+
+// TestUnknownAuthorityOfTheTokenServer: a token server this node does not
+// trust is no more transient than the registry's own certificate, and the
+// error names the token server.
+func TestUnknownAuthorityOfTheTokenServer(t *testing.T) {
+	tokens := quietServer(t, http.NotFoundHandler(), true)
+	var heads atomic.Int64
+	reg := quietServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		heads.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+tokens.URL+`/token",service="registry"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}), false)
+	client := &http.Client{Transport: freshTransport(t)}
+	h := hostOf(reg.Listener.Addr().String(), "http")
+	h.Client = client
+	h.Authorizer = docker.NewDockerAuthorizer(docker.WithAuthClient(client))
+	s := session(t, newRemote(t, oneHost(h), 3), h.Host, "app")
+	_, err := s.Exists(t.Context(), ocispec.Descriptor{Digest: digest.FromString("x"), Size: 1}, false)
+	if registry.IsTransient(err) || !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("token server with an unknown CA: %v, want a permanent failed precondition", err)
+	}
+	if n := heads.Load(); n != 1 {
+		t.Errorf("registry asked %d times, want once", n)
+	}
+	for _, s := range []string{"through host " + tokens.Listener.Addr().String(), "add the registry's CA"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error does not say %q: %v", s, err)
+		}
 	}
 }

@@ -110,7 +110,7 @@ func (s *Session) headOnce(ctx context.Context, u string, reauth bool) (*http.Re
 	req.Header.Set("Accept", manifestAccept)
 	if s.host.Authorizer != nil {
 		if err := s.host.Authorizer.Authorize(ctx, req); err != nil {
-			return nil, fmt.Errorf("authorize HEAD %s: %w", u, err)
+			return nil, classifyTransport(s.registry, fmt.Errorf("authorize HEAD %s: %w", u, err))
 		}
 	}
 	client := s.host.Client
@@ -123,7 +123,7 @@ func (s *Session) headOnce(ctx context.Context, u string, reauth bool) (*http.Re
 	s.counts.heads.Add(1)
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, classifyTransport(s.registry, s.host.Host, fmt.Errorf("HEAD %s: %w", u, err))
+		return nil, classifyTransport(s.registry, fmt.Errorf("HEAD %s: %w", u, err))
 	}
 	resp.Body.Close()
 	switch {

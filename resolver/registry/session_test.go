@@ -2,9 +2,11 @@ package registry_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
 
 	"github.com/regmend/regmend/internal/imagetest"
@@ -73,6 +75,15 @@ func TestRegistryHostsOption(t *testing.T) {
 	}
 	if _, err := registry.NewRemote(registry.WithRegistryHosts(nil)); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("nil hosts: %v, want invalid argument", err)
+	}
+	for _, h := range []docker.RegistryHost{hostOf("127.0.0.1:5000", ""), hostOf("127.0.0.1:5000", "ftp"), hostOf("", "https")} {
+		r, err := registry.NewRemote(registry.WithRegistryHosts(oneHost(h)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Session(t.Context(), "edge:5000", "app"); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "edge:5000") {
+			t.Errorf("push host %q scheme %q: %v, want invalid argument naming the registry", h.Host, h.Scheme, err)
+		}
 	}
 	r, err := registry.NewRemote(registry.WithRegistryHosts(hosts), registry.WithExcludedHost("127.0.0.1:5000"))
 	if err != nil {

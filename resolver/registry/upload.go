@@ -243,7 +243,7 @@ func (s *Session) send(ctx context.Context, method string, u *url.URL, hdr http.
 		if authorizer != nil {
 			if err := authorizer.Authorize(ctx, req); err != nil {
 				closeBody(req)
-				return nil, fmt.Errorf("authorize %s %s: %w", method, u.Redacted(), err)
+				return nil, classifyTransport(s.registry, fmt.Errorf("authorize %s %s: %w", method, u.Redacted(), err))
 			}
 		}
 		if err := s.wait(ctx); err != nil {
@@ -253,7 +253,7 @@ func (s *Session) send(ctx context.Context, method string, u *url.URL, hdr http.
 		s.counts.writes.Add(1)
 		resp, err := s.client().Do(req)
 		if err != nil {
-			return nil, classifyTransport(s.registry, u.Host, fmt.Errorf("%s %s: %w", method, u.Redacted(), err))
+			return nil, classifyTransport(s.registry, fmt.Errorf("%s %s: %w", method, u.Redacted(), err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized || authorizer == nil || attempt > 0 {
 			return resp, nil
