@@ -47,9 +47,9 @@ func StartServe(t testing.TB, spec ServeSpec) *Server {
 	return s
 }
 
-// ServeArgs are the arguments of `regmend serve` for spec (on port 0,
+// serveArgs are the arguments of `regmend serve` for spec (on port 0,
 // writing its addresses to addrFile), and the listeners to hand it.
-func ServeArgs(spec ServeSpec, addrFile string) ([]string, []*Listener) {
+func serveArgs(spec ServeSpec, addrFile string) ([]string, []*Listener) {
 	if spec.LogLevel == "" {
 		spec.LogLevel = "debug"
 	}
@@ -74,7 +74,7 @@ func StartServeProc(t testing.TB, spec ServeSpec) *Server {
 		spec.Name = "regmend-serve"
 	}
 	s := &Server{addrFile: filepath.Join(t.TempDir(), "addrs.json")}
-	args, lns := ServeArgs(spec, s.addrFile)
+	args, lns := serveArgs(spec, s.addrFile)
 	s.Proc = StartProc(t, ProcSpec{Name: spec.Name, Path: ProductBinary(t, "regmend"), Args: args, Listeners: lns})
 	return s
 }
