@@ -56,6 +56,7 @@ func TestProcDeathFailsAtOnce(t *testing.T) {
 		t.Fatalf("test failures reported: %q, want one", ft.errs)
 	}
 	msg := ft.errs[0]
+	t.Logf("the failure reported:\n%s", msg)
 	for _, want := range []string{"regmend-serve", "exited before the harness stopped it", "exit status", p.LogPath(), "address already in use"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the failure does not say %q:\n%s", want, msg)
