@@ -19,10 +19,14 @@ func serveCommand() *cli.Command {
 		Description: `List regmend after the registry in the registry's hosts.toml (see 'regmend
 hosts'): containerd asks it only after the registry answered 404, and regmend
 serves the content from this node's content store and re-pushes it in the
-background. Settings come from the -c TOML file; flags override it.`,
+background. Settings come from the -c TOML file; flags override it.
+
+A listen address with port 0 takes a port the kernel picks; --addr-file
+tells which (the bound mirror, metrics and peer addresses).`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: daemon.DefaultListen, Usage: "mirror `address` (loopback unless you mean otherwise)"},
+			&cli.StringFlag{Name: "listen", Value: daemon.DefaultListen, Usage: "mirror `address` (loopback unless you mean otherwise); port 0 takes a free port, fd://N an inherited socket"},
 			&cli.StringFlag{Name: "metrics-listen", Value: daemon.DefaultMetricsListen, Usage: "/metrics and /healthz `address`; empty disables"},
+			&cli.StringFlag{Name: "addr-file", Usage: "once listening, write the bound addresses to `file` as JSON {\"mirror\", \"metrics\", \"peer\"} (atomically; removed at exit)"},
 			&cli.StringSliceFlag{Name: "registry", Usage: "registry `host[:port]` to serve and heal (repeatable)"},
 			&cli.DurationFlag{Name: "sweep-interval", Value: daemon.DefaultSweepInterval, Usage: "check and heal every image this often; 0 disables"},
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
@@ -53,6 +57,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set(flagAuthFile, func() { cfg.AuthFile = cmd.String(flagAuthFile) })
 	set("listen", func() { cfg.Listen = cmd.String("listen") })
 	set("metrics-listen", func() { cfg.MetricsListen = cmd.String("metrics-listen") })
+	set("addr-file", func() { cfg.AddrFile = cmd.String("addr-file") })
 	set("registry", func() { cfg.Registries = cmd.StringSlice("registry") })
 	set("sweep-interval", func() { cfg.SweepInterval = daemon.Duration(cmd.Duration("sweep-interval")) })
 	set("retain", func() { cfg.Retain = cmd.String("retain") })

@@ -154,10 +154,7 @@ func (d *Daemon) peerServer(ctx context.Context) (*http.Server, net.Listener, er
 	if c == nil || c.endpoint == nil {
 		return nil, nil, nil
 	}
-	ln, err := net.Listen("tcp", d.cfg.PeerListen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("peer listen: %w", err)
-	}
+	ln := d.lns.peer // bound by New, before the membership named this node
 	l := log.G(ctx).WithField("address", ln.Addr().String()).WithField("tls", c.tls != nil).WithField("mutual_tls", c.tls != nil && c.tls.ClientCAs != nil)
 	if c.tls != nil {
 		ln = tls.NewListener(ln, c.tls)

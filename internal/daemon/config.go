@@ -6,7 +6,6 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -25,6 +24,11 @@ type Config struct {
 	Listen string `toml:"listen"`
 	// MetricsListen serves /metrics and /healthz; "" disables it.
 	MetricsListen string `toml:"metrics_listen"`
+	// AddrFile, when set, receives the bound addresses (JSON: mirror,
+	// metrics, peer) once every listener is up, written atomically and
+	// removed at exit: the way to learn the ports chosen for port 0.
+	// Every listen setting is host:port or fd://N, an inherited socket.
+	AddrFile string `toml:"addr_file"`
 	// Registries are the registries served and healed (host[:port]).
 	// Nothing is served or healed until at least one is named.
 	Registries []string `toml:"registries"`
@@ -122,13 +126,11 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf(format+": %w", append(a, errdefs.ErrInvalidArgument)...)
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return bad("listen %q: want host:port", c.Listen)
+	if !validListen(c.Listen) {
+		return bad("listen %q: want host:port or %sN", c.Listen, FDPrefix)
 	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			return bad("metrics_listen %q: want host:port", c.MetricsListen)
-		}
+	if c.MetricsListen != "" && !validListen(c.MetricsListen) {
+		return bad("metrics_listen %q: want host:port or %sN", c.MetricsListen, FDPrefix)
 	}
 	for _, r := range c.Registries {
 		if err := imageref.ValidateRegistry(r); err != nil {

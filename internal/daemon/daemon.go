@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/events"
@@ -46,11 +47,13 @@ type Daemon struct {
 	metrics *heal.Metrics
 	reg     *prometheus.Registry
 	cluster *cluster // nil unless cluster mode is on
+	lns     *listeners
 }
 
-// New validates cfg and builds the daemon. The mirror's own listen address
-// is excluded from registry access, so regmend never calls itself whatever
-// hosts.toml lists.
+// New validates cfg, binds the listeners it names and builds the daemon.
+// The mirror's own bound address is excluded from registry access, so
+// regmend never calls itself whatever hosts.toml lists. Run serves on the
+// listeners; a daemon that is not run must be closed.
 func New(cfg Config, stores Stores) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -58,6 +61,21 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 	if len(cfg.Registries) == 0 {
 		return nil, fmt.Errorf("no registries configured: regmend serves and heals only the registries it is given: %w", errdefs.ErrInvalidArgument)
 	}
+	lns, cfg, err := bind(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := build(cfg, stores)
+	if err != nil {
+		lns.close()
+		return nil, err
+	}
+	d.lns = lns
+	return d, nil
+}
+
+// build makes the daemon's parts from cfg, whose addresses are bound.
+func build(cfg Config, stores Stores) (*Daemon, error) {
 	remote, err := registry.NewRemote(
 		registry.WithHostsDir(cfg.HostsDir),
 		registry.WithAuthFile(cfg.AuthFile),
@@ -94,27 +112,28 @@ func (d *Daemon) Mirror() http.Handler { return d.mirror }
 // Queue returns the background heal queue.
 func (d *Daemon) Queue() *heal.Queue { return d.queue }
 
-// Run serves until ctx is done, then shuts the servers down gracefully.
-// ready, if set, is called with the mirror's bound address.
+// Close releases the listeners of a daemon that was never run.
+func (d *Daemon) Close() error {
+	d.lns.close()
+	return nil
+}
+
+// Run serves until ctx is done, then shuts the servers down gracefully; it
+// closes the listeners New bound, so a daemon runs once. Once every server
+// is set up it writes addr_file, if set (removed again when Run returns),
+// and calls ready, if set, with the mirror's bound address.
 func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
+	defer d.lns.close()
 	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
 	handler, err := d.guardMirror(ctx)
 	if err != nil {
 		return err
 	}
-	mirrorLn, err := net.Listen("tcp", d.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("mirror listen: %w", err)
-	}
+	mirrorLn := d.lns.mirror
 	logListen(ctx, mirrorLn.Addr())
 	servers := []*http.Server{{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{mirrorLn}
-	if d.cfg.MetricsListen != "" {
-		ln, err := net.Listen("tcp", d.cfg.MetricsListen)
-		if err != nil {
-			mirrorLn.Close()
-			return fmt.Errorf("metrics listen: %w", err)
-		}
+	if ln := d.lns.metrics; ln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -123,12 +142,16 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 		log.G(ctx).WithField("address", ln.Addr().String()).Info("regmend metrics and /healthz listening")
 	}
 	if srv, ln, err := d.peerServer(ctx); err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
 		return err
 	} else if srv != nil {
 		servers, listeners = append(servers, srv), append(listeners, ln)
+	}
+	if d.cfg.AddrFile != "" {
+		if err := writeAddrFile(d.cfg.AddrFile, d.Addrs()); err != nil {
+			return err
+		}
+		// A file naming ports nobody serves any more would mislead.
+		defer os.Remove(d.cfg.AddrFile)
 	}
 	if ready != nil {
 		ready(mirrorLn.Addr())

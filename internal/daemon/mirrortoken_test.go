@@ -34,13 +34,7 @@ func runDaemon(t *testing.T, tokenFile string, logs io.Writer) (mirror, metrics 
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Registries, cfg.Listen, cfg.SweepInterval, cfg.HostsDir = []string{"edge:5000"}, "127.0.0.1:0", 0, t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the metrics
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MetricsListen = ln.Addr().String()
-	ln.Close()
+	cfg.Registries, cfg.Listen, cfg.MetricsListen, cfg.SweepInterval, cfg.HostsDir = []string{"edge:5000"}, "127.0.0.1:0", "127.0.0.1:0", 0, t.TempDir()
 	cfg.MirrorTokenFile = tokenFile
 	d, err := New(cfg, Stores{Content: store, Images: noImages{}})
 	if err != nil {
@@ -59,7 +53,7 @@ func runDaemon(t *testing.T, tokenFile string, logs io.Writer) (mirror, metrics 
 	})
 	select {
 	case a := <-ready:
-		return "http://" + a.String(), "http://" + cfg.MetricsListen
+		return "http://" + a.String(), "http://" + d.Addrs().Metrics
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	case <-time.After(10 * time.Second):

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,15 +43,16 @@ func serveTool(ctx context.Context, t *testing.T, node *harness.Containerd, reg 
 	}}
 }
 
-// pluginNode starts containerd-regmend with regmend's section for reg.
-func pluginNode(t *testing.T, reg *harness.Registry) (node *harness.Containerd, mirror, metrics string) {
+// pluginNode starts containerd-regmend with regmend's section for reg,
+// on port 0 with an addr file; plugin is where its addresses are read.
+func pluginNode(t *testing.T, reg *harness.Registry) (node *harness.Containerd, plugin *harness.Server, addrFile string) {
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	node = harness.StartContainerd(t, harness.ContainerdOptions{Binary: bin, Name: "plugin-node", LogLevel: "info"})
 	node.UseRegistry(reg)
-	mirror, metrics = "http://"+harness.FreeAddr(t), "http://"+harness.FreeAddr(t)
+	addrFile = filepath.Join(t.TempDir(), "addrs.json")
 	node.Stop()
-	section := fmt.Sprintf("[plugins.\"io.containerd.server.v1.regmend\"]\n  listen = %q\n  metrics_listen = %q\n  registries = [%q]\n  hosts_dir = %q\n  sweep_interval = \"0s\"\n",
-		strings.TrimPrefix(mirror, "http://"), strings.TrimPrefix(metrics, "http://"), reg.Addr(), node.HostsDir())
+	section := fmt.Sprintf("[plugins.\"io.containerd.server.v1.regmend\"]\n  listen = \"127.0.0.1:0\"\n  metrics_listen = \"127.0.0.1:0\"\n  addr_file = %q\n  registries = [%q]\n  hosts_dir = %q\n  sweep_interval = \"0s\"\n",
+		addrFile, reg.Addr(), node.HostsDir())
 	f, err := os.OpenFile(node.ConfigPath(), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -61,24 +62,35 @@ func pluginNode(t *testing.T, reg *harness.Registry) (node *harness.Containerd, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	node.Start()
+	plugin = &harness.Server{}
+	startPlugin(t, node, plugin, addrFile)
 	// containerd collects garbage just after it starts: an image loaded
 	// meanwhile could lose a layer written before its manifest.
 	settle(pidOf(t, node.ConfigPath()))
-	return node, mirror, metrics
+	return node, plugin, addrFile
+}
+
+// startPlugin (re)starts node and reads the plugin's new addresses into
+// plugin (port 0 binds another port each start).
+func startPlugin(t *testing.T, node *harness.Containerd, plugin *harness.Server, addrFile string) {
+	t.Helper()
+	os.Remove(addrFile) // a containerd killed at stop leaves the last one
+	node.Start()
+	plugin.Proc = node.Proc()
+	plugin.SetAddrs(harness.ReadAddrFile(t, plugin.Proc, addrFile, 30*time.Second))
 }
 
 // pluginTool heals root through containerd-regmend's built-in agent,
 // restarted each run for a fresh queue, once containerd's CPU settles.
 // The time is the heal's own, as for serveTool.
-func pluginTool(ctx context.Context, t *testing.T, node *harness.Containerd, mirror, metrics string, reg *harness.Registry, repo, root string) tool {
+func pluginTool(ctx context.Context, t *testing.T, node *harness.Containerd, plugin *harness.Server, addrFile string, reg *harness.Registry, repo, root string) tool {
 	return tool{pluginName, func() run {
 		node.Stop()
-		node.Start()
+		startPlugin(t, node, plugin, addrFile)
 		pid := pidOf(t, node.ConfigPath())
 		settle(pid)
 		c0 := cpuTime(pid)
-		r := daemonHeal(ctx, t, mirror, metrics, reg, repo, root)
+		r := daemonHeal(ctx, t, plugin.Mirror, plugin.Metrics, reg, repo, root)
 		r.cpu = cpuTime(pid) - c0
 		return r
 	}}

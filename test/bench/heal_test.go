@@ -118,12 +118,12 @@ func benchHeal(ctx context.Context, t *testing.T, rep *report) {
 			}
 		}
 	}
-	pnode, pmirror, pmetrics := pluginNode(t, reg)
+	pnode, plugin, addrFile := pluginNode(t, reg)
 	loadImage(ctx, t, pnode, name, reg.Addr(), healRepo, idx)
 	root := idx.Desc.Digest.String()
 	fullTools := append(slices.Clone(tools),
 		serveTool(ctx, t, node, reg, healRepo, root),
-		pluginTool(ctx, t, pnode, pmirror, pmetrics, reg, healRepo, root),
+		pluginTool(ctx, t, pnode, plugin, addrFile, reg, healRepo, root),
 		floorTool(ctx, t, reg, healRepo, idx, floorConcurrency))
 	full := measure(t, node, reg, *benchRuns, fullTools, func(tool) { emptyRegistry(t, reg) }, healed)
 	pnode.Stop()

@@ -16,16 +16,13 @@ import (
 
 // startPeerServe runs `regmend serve` in cluster mode against node: a peer
 // endpoint on peerAddr (if set) and the given peers.
-func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerAddr, tokenFile string, peers ...string) *harness.Server {
+func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerLn *harness.Listener, tokenFile string, peers ...string) *harness.Server {
 	t.Helper()
 	args := []string{"--peer-token-file", tokenFile}
-	if peerAddr != "" {
-		args = append(args, "--peer-listen", peerAddr)
-	}
 	for _, p := range peers {
 		args = append(args, "--peer", p)
 	}
-	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), LogLevel: "info", Extra: args})
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), LogLevel: "info", PeerListener: peerLn, Extra: args})
 }
 
 // benchPeer: a CRI pull of a reaped digest on a node that lacks it, served
@@ -48,19 +45,18 @@ func benchPeer(ctx context.Context, t *testing.T, rep *report) {
 	if err := os.WriteFile(tokenFile, []byte(hex.EncodeToString(b)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	peerA := harness.FreeAddr(t)
 
 	var plain, fromPeer, heals durations
 	for i := range *benchRuns {
 		t.Run(fmt.Sprintf("run%d", i+1), func(t *testing.T) {
 			// A fresh serve on A each run: its heal queue otherwise skips
 			// a digest it healed a moment ago.
-			srvA := startPeerServe(t, nodeA, reg, peerA, tokenFile)
+			srvA := startPeerServe(t, nodeA, reg, harness.Listen(t), tokenFile)
 			plain = append(plain, pullFresh(ctx, t, reg, ref))
 			reap(t, reg, repo, img.Digest, blobs)
 
 			node := harness.StartContainerd(t, harness.ContainerdOptions{Name: "fresh", LogLevel: "info"})
-			srv := startPeerServe(t, node, reg, "", tokenFile, "http://"+peerA)
+			srv := startPeerServe(t, node, reg, nil, tokenFile, "http://"+srvA.Peer)
 			node.UseRegistry(reg, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 			syscall.Sync()
 			settle(pidOf(t, node.ConfigPath()))

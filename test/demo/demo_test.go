@@ -64,27 +64,28 @@ func TestDemo(t *testing.T) {
 	}
 	say("...although the node's content store still holds D1: %v", node.HasContent(ctx, d1))
 
-	step("Install regmend: `regmend hosts` lists it after the registry with the node's mirror token, `regmend serve` runs the mirror")
-	mirror := harness.FreeAddr(t)
-	metrics := harness.FreeAddr(t)
+	step("Install regmend: `regmend serve` runs the mirror, `regmend hosts` lists it after the registry with the node's mirror token")
 	tokenFile := filepath.Join(t.TempDir(), "mirror-token")
-	out := run(ctx, t, bin, node, "hosts", reg.Addr(), "--mirror", "http://"+mirror, "--mirror-token-file", tokenFile, "--containerd-config", node.ConfigPath())
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		say("%s", l)
-	}
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	srv := harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve", Path: bin, Args: []string{
 		"-a", node.Socket(), "--hosts-dir", node.HostsDir(), "serve",
-		"--listen", mirror, "--metrics-listen", metrics, "--registry", reg.Addr(), "--sweep-interval", "0",
-		"--mirror-token-file", tokenFile,
+		"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--addr-file", addrFile,
+		"--registry", reg.Addr(), "--sweep-interval", "0", "--mirror-token-file", tokenFile,
 	}})
+	addrs := harness.ReadAddrFile(t, srv, addrFile, 10*time.Second)
+	mirror := addrs.Mirror
 	if err := harness.WaitFor(10*time.Second, srv, "regmend", func() error {
-		resp, err := http.Get("http://" + metrics + "/healthz")
+		resp, err := http.Get("http://" + addrs.Metrics + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+	out := run(ctx, t, bin, node, "hosts", reg.Addr(), "--mirror", "http://"+mirror, "--mirror-token-file", tokenFile, "--containerd-config", node.ConfigPath())
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		say("%s", l)
 	}
 	say("regmend serving on %s", mirror)
 

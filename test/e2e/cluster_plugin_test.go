@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,19 +21,20 @@ func TestPluginServesPeers(t *testing.T) {
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	s := reapOrphan(ctx, t)
 	tokenFile, _ := writePeerToken(t)
-	addrA, addrC := harness.FreeAddr(t), harness.FreeAddr(t)
-	srvA := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
+	// A and C name each other: both peer endpoints are opened first.
+	lnA, lnC := harness.Listen(t), harness.Listen(t)
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	s.nodeA.Stop()
-	appendConfig(t, s.nodeA, pluginSection(srvA, s.reg, s.nodeA.HostsDir(), fmt.Sprintf(
-		"peer_listen = %q\n  peer_token_file = %q\n  peers = [%q]", addrA, tokenFile, "http://"+addrC)))
-	srvA.Proc = startContainerdRegmend(t, s.nodeA, bin)
+	appendConfig(t, s.nodeA, pluginSection(addrFile, s.reg, s.nodeA.HostsDir(), fmt.Sprintf(
+		"peer_listen = %q\n  peer_token_file = %q\n  peers = [%q]", harness.FDSetting(0), tokenFile, lnC.URL())))
+	srvA := startContainerdRegmend(t, s.nodeA, bin, addrFile, lnA)
 	if log := s.nodeA.Log(); !strings.Contains(log, "regmend peer endpoint listening") {
 		t.Fatalf("containerd log does not show regmend's peer endpoint")
 	}
 
 	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
 	nodeC.UseRegistry(s.reg)
-	srvC := startPeerServe(t, nodeC, s.reg, addrC, tokenFile, []string{"http://" + addrA})
+	srvC := startPeerServe(t, nodeC, s.reg, lnC, tokenFile, []string{lnA.URL()})
 	useMirror(ctx, t, nodeC, s.reg, srvC)
 	mustPull(ctx, t, nodeC, s.reg.Ref("app@"+s.d1.String()))
 	if n := srvA.Metric(t, "regmend_peer_bytes_total", `direction="to_peers"`); n < 2*64<<10 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,15 +44,19 @@ func peerURLs(addrs ...string) []string {
 }
 
 // startPeerServe runs `regmend serve` in cluster mode: a peer endpoint on
-// peerAddr and the static peers (which may include this node's own URL:
-// a node never counts itself).
-func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, peerAddr, tokenFile string, peers []string, extra ...string) *server {
+// ln (opened beforehand when peers must name this node before it starts),
+// or on port 0 if ln is nil, and the static peers (which may include this
+// node's own URL: a node never counts itself). srv.Peer is the endpoint.
+func startPeerServe(t *testing.T, node *harness.Containerd, reg *harness.Registry, ln *harness.Listener, tokenFile string, peers []string, extra ...string) *server {
 	t.Helper()
-	args := []string{"--peer-listen", peerAddr, "--peer-token-file", tokenFile}
+	args := []string{"--peer-token-file", tokenFile}
+	if ln == nil {
+		args = append(args, "--peer-listen", "127.0.0.1:0")
+	}
 	for _, p := range peers {
 		args = append(args, "--peer", p)
 	}
-	return startServe(t, node, reg, append(args, extra...)...)
+	return harness.StartServe(t, harness.ServeSpec{Node: node, Registry: reg.Addr(), PeerListener: ln, Extra: append(args, extra...)})
 }
 
 // manifestPuts counts the PUTs of repo's manifest d in reqs.
@@ -94,9 +99,10 @@ func TestClusterFreshNodeServedFromPeer(t *testing.T) {
 	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
 	nodeC.UseRegistry(s.reg)
 	tokenFile, _ := writePeerToken(t)
-	addrs := []string{harness.FreeAddr(t), harness.FreeAddr(t)}
-	srvA := startPeerServe(t, s.nodeA, s.reg, addrs[0], tokenFile, peerURLs(addrs...))
-	srvC := startPeerServe(t, nodeC, s.reg, addrs[1], tokenFile, peerURLs(addrs...))
+	lnA, lnC := harness.Listen(t), harness.Listen(t) // A and C name each other
+	addrs := []string{lnA.Addr(), lnC.Addr()}
+	srvA := startPeerServe(t, s.nodeA, s.reg, lnA, tokenFile, peerURLs(addrs...))
+	srvC := startPeerServe(t, nodeC, s.reg, lnC, tokenFile, peerURLs(addrs...))
 	useMirror(ctx, t, s.nodeA, s.reg, srvA)
 	useMirror(ctx, t, nodeC, s.reg, srvC)
 	before := len(s.reg.Requests())
@@ -141,9 +147,8 @@ func TestClusterPeerEndpointRefusesWithoutToken(t *testing.T) {
 	defer cancel()
 	s := reapOrphan(ctx, t)
 	tokenFile, token := writePeerToken(t)
-	addr := harness.FreeAddr(t)
-	srv := startPeerServe(t, s.nodeA, s.reg, addr, tokenFile, nil)
-	url := "http://" + addr + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr()
+	srv := startPeerServe(t, s.nodeA, s.reg, nil, tokenFile, nil)
+	url := "http://" + srv.Peer + "/v2/app/manifests/" + s.d1.String() + "?ns=" + s.reg.Addr()
 	for _, c := range []struct {
 		name, auth string
 		want       int
@@ -190,10 +195,9 @@ func TestClusterCorruptPeerNeverValid(t *testing.T) {
 	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
 	nodeC.UseRegistry(s.reg)
 	tokenFile, _ := writePeerToken(t)
-	addrA, addrC := harness.FreeAddr(t), harness.FreeAddr(t)
-	startPeerServe(t, s.nodeA, s.reg, addrA, tokenFile, nil)
-	liar := startCorruptingProxy(t, "http://"+addrA)
-	srvC := startPeerServe(t, nodeC, s.reg, addrC, tokenFile, []string{liar})
+	srvA := startPeerServe(t, s.nodeA, s.reg, nil, tokenFile, nil)
+	liar := startCorruptingProxy(t, "http://"+srvA.Peer)
+	srvC := startPeerServe(t, nodeC, s.reg, nil, tokenFile, []string{liar})
 	useMirror(ctx, t, nodeC, s.reg, srvC)
 
 	pctx, pcancel := context.WithTimeout(ctx, 90*time.Second)
@@ -216,8 +220,12 @@ func TestClusterCorruptPeerNeverValid(t *testing.T) {
 // pass). It returns its URL.
 func startCorruptingProxy(t *testing.T, target string) string {
 	t.Helper()
-	addr := harness.FreeAddr(t)
-	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // in-process: served right here
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
 		req.Header = r.Header.Clone()
 		resp, err := http.DefaultTransport.RoundTrip(req)
@@ -236,7 +244,7 @@ func startCorruptingProxy(t *testing.T, target string) string {
 		w.WriteHeader(resp.StatusCode)
 		w.Write(b)
 	})}
-	go srv.ListenAndServe()
+	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	if err := harness.WaitFor(5*time.Second, nil, "corrupting proxy", func() error {
 		resp, err := http.Get("http://" + addr + "/")
@@ -258,14 +266,14 @@ func TestClusterPeersDownSingleNode(t *testing.T) {
 	defer cancel()
 	s := reapOrphan(ctx, t)
 	tokenFile, _ := writePeerToken(t)
-	dead := peerURLs(harness.FreeAddr(t), harness.FreeAddr(t))
-	srv := startPeerServe(t, s.nodeA, s.reg, harness.FreeAddr(t), tokenFile, dead)
+	dead := peerURLs(deadPeer(t), deadPeer(t))
+	srv := startPeerServe(t, s.nodeA, s.reg, nil, tokenFile, dead)
 	useMirror(ctx, t, s.nodeA, s.reg, srv)
 	s.pullHealsThroughMirror(ctx, t)
 
 	nodeC := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeC"})
 	nodeC.UseRegistry(s.reg)
-	srvC := startPeerServe(t, nodeC, s.reg, harness.FreeAddr(t), tokenFile, dead)
+	srvC := startPeerServe(t, nodeC, s.reg, nil, tokenFile, dead)
 	useMirror(ctx, t, nodeC, s.reg, srvC)
 	d2 := reapAnother(ctx, t, s, "other")
 	start := time.Now()
@@ -278,4 +286,27 @@ func TestClusterPeersDownSingleNode(t *testing.T) {
 		t.Errorf("hits from dead peers: %v", n)
 	}
 	_ = fmt.Sprint()
+}
+
+// deadPeer returns the address of a peer that is down: a socket of the
+// test's own that resets every connection (it stays bound, so no other
+// process can take the address).
+func deadPeer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
 }

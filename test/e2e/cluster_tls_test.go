@@ -82,9 +82,10 @@ func TestClusterMutualTLS(t *testing.T) {
 	nodeC.UseRegistry(s.reg)
 	pki := newPeerPKI(t)
 	tokenFile, token := writePeerToken(t)
-	addrA, addrC := harness.FreeAddr(t), harness.FreeAddr(t)
-	startPeerServe(t, s.nodeA, s.reg, addrA, tokenFile, []string{"https://" + addrC}, pki.tlsFlags(t, "node-a")...)
-	srvC := startPeerServe(t, nodeC, s.reg, addrC, tokenFile, []string{"https://" + addrA}, pki.tlsFlags(t, "node-c")...)
+	lnA, lnC := harness.Listen(t), harness.Listen(t) // A and C name each other
+	addrA, addrC := lnA.Addr(), lnC.Addr()
+	startPeerServe(t, s.nodeA, s.reg, lnA, tokenFile, []string{"https://" + addrC}, pki.tlsFlags(t, "node-a")...)
+	srvC := startPeerServe(t, nodeC, s.reg, lnC, tokenFile, []string{"https://" + addrA}, pki.tlsFlags(t, "node-c")...)
 	useMirror(ctx, t, nodeC, s.reg, srvC)
 
 	mustPull(ctx, t, nodeC, s.reg.Ref("app@"+s.d1.String()))

@@ -70,38 +70,32 @@ func startFleet(ctx context.Context, t *testing.T, n int, extra ...string) *flee
 	f.proxy = startFaultProxy(t, f.reg)
 	f.count(nil)
 	tokenFile, _ := writePeerToken(t)
-	for range n {
-		f.addrs = append(f.addrs, harness.FreeAddr(t))
+	// Every node's peer endpoint is opened first, so that each can name
+	// all the others; each serve is handed its own.
+	lns := make([]*harness.Listener, n)
+	for i := range lns {
+		lns[i] = harness.Listen(t)
+		f.addrs = append(f.addrs, lns[i].Addr())
 	}
 	// Every regmend starts at once (a DaemonSet rolled out on a damaged
 	// cluster); then each is waited for.
 	for i, node := range f.nodes {
-		srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
-		args := []string{
-			"-a", node.Socket(), "-n", node.Namespace(), "--hosts-dir", node.HostsDir(),
-			"serve", "--listen", strings.TrimPrefix(srv.Mirror, "http://"), "--metrics-listen", strings.TrimPrefix(srv.Metrics, "http://"),
-			"--registry", f.reg.Addr(), "--sweep-interval", "0", "--log-level", "debug",
-			"--peer-listen", f.addrs[i], "--peer-token-file", tokenFile,
-		}
+		// Registry traffic, containerd's and regmend's, goes through the
+		// counting proxy from the start (a start-up sweep may push at once).
+		useProxy(node, f.reg, f.proxy)
+		args := []string{"--peer-token-file", tokenFile}
 		for _, u := range peerURLs(f.addrs...) {
 			args = append(args, "--peer", u)
 		}
-		// Registry traffic, containerd's and regmend's, goes through the
-		// counting proxy from the start (a start-up sweep may push at once).
-		useProxy(node, f.reg, f.proxy, harness.HostEntry(srv.Mirror, "pull", "resolve"))
-		srv.Proc = harness.StartProc(t, harness.ProcSpec{Name: fmt.Sprintf("regmend-node%d", i), Path: harness.ProductBinary(t, "regmend"), Args: append(args, extra...)})
+		srv := harness.StartServeProc(t, harness.ServeSpec{
+			Node: node, Registry: f.reg.Addr(), Name: fmt.Sprintf("regmend-node%d", i),
+			PeerListener: lns[i], Extra: append(args, extra...),
+		})
 		f.srvs = append(f.srvs, srv)
 	}
-	for _, srv := range f.srvs {
-		if err := harness.WaitFor(20*time.Second, srv.Proc, "regmend /healthz", func() error {
-			resp, err := http.Get(srv.Metrics + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+	for i, srv := range f.srvs {
+		srv.Await(t, 20*time.Second)
+		useProxy(f.nodes[i], f.reg, f.proxy, harness.HostEntry(srv.Mirror, "pull", "resolve"))
 	}
 	return f
 }
@@ -288,7 +282,7 @@ func TestFleetOwnerKilledMidHeal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no upload started within 30s")
 	}
-	if err := syscall.Kill(f.srvs[owner].Proc.Pid(), syscall.SIGKILL); err != nil {
+	if err := f.srvs[owner].Proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()

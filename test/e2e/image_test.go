@@ -54,7 +54,7 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mirrorPort, metricsPort := harness.FreePort(t), harness.FreePort(t)
+	mirrorPort, metricsPort := harness.ReservePort(t), harness.ReservePort(t)
 	tokenDir := t.TempDir()
 	spec := renderPod(t, helm,
 		"registries={"+s.reg.Addr()+"}",

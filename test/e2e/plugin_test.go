@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +23,10 @@ func TestPluginHealsOnPull(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	s := reapOrphan(ctx, t)
-	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	s.nodeA.Stop()
-	appendConfig(t, s.nodeA, pluginSection(srv, s.reg, s.nodeA.HostsDir(), ""))
-	srv.Proc = startContainerdRegmend(t, s.nodeA, bin)
+	appendConfig(t, s.nodeA, pluginSection(addrFile, s.reg, s.nodeA.HostsDir(), ""))
+	srv := startContainerdRegmend(t, s.nodeA, bin, addrFile)
 	if log := s.nodeA.Log(); !strings.Contains(log, "regmend serving in containerd") {
 		t.Fatalf("containerd log does not show regmend serving")
 	}
@@ -58,7 +59,6 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	reg := harness.StartRegistry(t, harness.RegistryOptions{})
-	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 	harness.PushImage(ctx, t, reg.Ref("healthy:v1"), harness.ImageSpec{Layers: 1, LayerSize: 4096})
 	for _, tc := range []struct {
 		name, extra string
@@ -70,9 +70,10 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 		{"bad duration", `sweep_interval = "1 hour"`, []string{"sweep_interval", "1 hour"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			addrFile := filepath.Join(t.TempDir(), "addrs.json")
 			node := harness.StartContainerd(t, harness.ContainerdOptions{
 				Binary: bin, Name: "containerd-regmend",
-				ExtraConfig: pluginSection(srv, reg, "", tc.extra),
+				ExtraConfig: pluginSection(addrFile, reg, "", tc.extra),
 			})
 			failed := pluginLogLine(node.Log(), "failed to load plugin")
 			for _, w := range tc.want {
@@ -80,9 +81,12 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 					t.Errorf("containerd log: want the plugin's failed-to-load line to name %q, got %q", w, failed)
 				}
 			}
-			if c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.Mirror, "http://"), time.Second); err == nil {
-				c.Close()
-				t.Errorf("regmend's mirror listens despite the config error")
+			// The plugin binds nothing: no addresses written, no listening line.
+			if _, err := os.Stat(addrFile); !os.IsNotExist(err) {
+				t.Errorf("the plugin wrote its addresses despite the config error (%v)", err)
+			}
+			if l := pluginLogLine(node.Log(), "listening"); l != "" {
+				t.Errorf("regmend listens despite the config error: %s", l)
 			}
 			node.UseRegistry(reg)
 			mustPull(ctx, t, node, reg.Ref("healthy:v1"))
@@ -91,12 +95,13 @@ func TestPluginConfigErrorKeepsContainerd(t *testing.T) {
 }
 
 // pluginSection is the [plugins."io.containerd.server.v1.regmend"] table
-// for reg with srv's addresses, the sweep off, and extra settings.
-func pluginSection(srv *server, reg *harness.Registry, hostsDir, extra string) string {
+// for reg on loopback port 0, writing the bound addresses to addrFile, the
+// sweep off, and extra settings.
+func pluginSection(addrFile string, reg *harness.Registry, hostsDir, extra string) string {
 	var b strings.Builder
 	b.WriteString("[plugins.\"io.containerd.server.v1.regmend\"]\n")
-	fmt.Fprintf(&b, "  listen = %q\n", strings.TrimPrefix(srv.Mirror, "http://"))
-	fmt.Fprintf(&b, "  metrics_listen = %q\n", strings.TrimPrefix(srv.Metrics, "http://"))
+	b.WriteString("  listen = \"127.0.0.1:0\"\n  metrics_listen = \"127.0.0.1:0\"\n")
+	fmt.Fprintf(&b, "  addr_file = %q\n", addrFile)
 	fmt.Fprintf(&b, "  registries = [%q]\n", reg.Addr())
 	if hostsDir != "" {
 		fmt.Fprintf(&b, "  hosts_dir = %q\n", hostsDir)
@@ -124,14 +129,18 @@ func appendConfig(t *testing.T, node *harness.Containerd, text string) {
 }
 
 // startContainerdRegmend runs bin with node's config.toml, state and
-// sockets (its log appended to node's), and waits until the plugin's
+// sockets (its log appended to node's), handing it lns (fd://3, ...),
+// reads the plugin's addresses from addrFile and waits until the plugin's
 // /healthz and CRI answer.
-func startContainerdRegmend(t *testing.T, node *harness.Containerd, bin string) *harness.Proc {
+func startContainerdRegmend(t *testing.T, node *harness.Containerd, bin, addrFile string, lns ...*harness.Listener) *server {
 	t.Helper()
 	p := harness.StartProc(t, harness.ProcSpec{
 		Name: "containerd-regmend", Path: bin,
-		Args: []string{"--config", node.ConfigPath()}, LogPath: node.LogPath(),
+		Args: []string{"--config", node.ConfigPath()}, LogPath: node.LogPath(), Listeners: lns,
 	})
+	srv := &server{Proc: p}
+	srv.SetAddrs(harness.ReadAddrFile(t, p, addrFile, 30*time.Second))
+	srv.WaitHealthy(t, 10*time.Second)
 	err := harness.WaitFor(30*time.Second, p, "containerd-regmend CRI", func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -141,7 +150,7 @@ func startContainerdRegmend(t *testing.T, node *harness.Containerd, bin string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return srv
 }
 
 // pluginLogLine returns the last line of log that has msg and names the

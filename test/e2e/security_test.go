@@ -154,7 +154,7 @@ func TestServeRefusesHostileRequests(t *testing.T) {
 	}
 
 	// Beyond loopback only when asked, and said.
-	addr := fmt.Sprintf("0.0.0.0:%d", harness.FreePort(t))
+	addr := "0.0.0.0:0"
 	p := harness.StartProc(t, harness.ProcSpec{Name: "regmend-serve-wide", Path: harness.ProductBinary(t, "regmend"), Args: []string{
 		"-a", s.nodeA.Socket(), "--hosts-dir", s.nodeA.HostsDir(), "serve", "--listen", addr, "--metrics-listen", "",
 		"--registry", s.reg.Addr(), "--sweep-interval", "0",
@@ -181,7 +181,7 @@ func startAuthRegistry(t *testing.T, user, password string) *authRegistry {
 	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &authRegistry{addr: harness.FreeAddr(t), storage: filepath.Join(dir, "storage")}
+	r := &authRegistry{storage: filepath.Join(dir, "storage")}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: info
@@ -191,18 +191,21 @@ storage:
   delete:
     enabled: true
 http:
-  addr: %s
+  addr: 127.0.0.1:0
   secret: regmend-e2e-secret
 auth:
   htpasswd:
     realm: regmend-e2e
     path: %s
-`, r.storage, r.addr, htpasswd)
+`, r.storage, htpasswd)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := harness.StartProc(t, harness.ProcSpec{Name: "auth-registry", Path: harness.Tool(t, harness.ToolRegistry), Args: []string{"serve", cfgPath}})
+	if r.addr, err = harness.WaitListening(p, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	err = harness.WaitFor(15*time.Second, p, "auth registry", func() error {
 		resp, err := http.Get("http://" + r.addr + "/v2/")
 		if err != nil {

@@ -132,11 +132,11 @@ func TestPluginMirrorToken(t *testing.T) {
 	defer cancel()
 	bin := harness.ProductBinary(t, "containerd-regmend")
 	s := reapOrphan(ctx, t)
-	srv := &server{Mirror: "http://" + harness.FreeAddr(t), Metrics: "http://" + harness.FreeAddr(t)}
 	tokenFile := filepath.Join(t.TempDir(), "mirror-token")
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	s.nodeA.Stop()
-	appendConfig(t, s.nodeA, pluginSection(srv, s.reg, s.nodeA.HostsDir(), fmt.Sprintf("mirror_token_file = %q", tokenFile)))
-	srv.Proc = startContainerdRegmend(t, s.nodeA, bin)
+	appendConfig(t, s.nodeA, pluginSection(addrFile, s.reg, s.nodeA.HostsDir(), fmt.Sprintf("mirror_token_file = %q", tokenFile)))
+	srv := startContainerdRegmend(t, s.nodeA, bin, addrFile)
 	useMirrorWithToken(ctx, t, s, srv, tokenFile)
 	s.pullHealsThroughMirror(ctx, t)
 	if code, body := mirrorGet(t, http.MethodGet, srv.Mirror+"/v2/app/manifests/"+s.d1.String()+"?ns="+s.reg.Addr(), ""); code != http.StatusNotFound || len(body) > 200 {

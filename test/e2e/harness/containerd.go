@@ -215,6 +215,9 @@ temp = %[3]q
 		socket, socket+".ttrpc", level, filepath.Join(dir, "opt"), hostsDir)
 }
 
+// Proc returns the running daemon's process (a new one after each Start).
+func (c *Containerd) Proc() *Proc { return c.proc }
+
 // Socket returns the path of containerd's gRPC unix socket.
 func (c *Containerd) Socket() string { return c.socket }
 

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,22 +36,33 @@ type ProcSpec struct {
 	// LogPath receives stdout and stderr, appended, so a restarted server keeps
 	// one log. Empty means a new file in t.TempDir().
 	LogPath string
+	// Listeners are handed to the process open, as file descriptors 3, 4,
+	// ... in order (see Listener.Setting); StartProc closes the harness's
+	// copies once the process has them.
+	Listeners []*Listener
 }
 
 // Proc is a running child process started by StartProc. Its process group is
 // signalled on Stop, and Stop runs automatically in t.Cleanup.
 type Proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	stop    sync.Once
+	name     string
+	logPath  string
+	logStart int64 // size of the log before this run
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	stop     sync.Once
+	expected atomic.Bool // an exit now is the harness's or the test's doing
 }
 
 // StartProc starts a process with stdout and stderr appended to a log file,
 // registers that log with DumpLogOnFailure, and registers a cleanup that stops
 // the process (SIGTERM, then SIGKILL after StopGrace) and waits for it.
+//
+// A process that exits before it is stopped (Stop, Signal) fails the test
+// at once, with its exit status and the tail of its log: a server that died
+// must never read as the failure of whatever the test did next. WaitFor on
+// the process ends at once too.
 func StartProc(t testing.TB, spec ProcSpec) *Proc {
 	t.Helper()
 	if spec.Name == "" {
@@ -71,6 +83,7 @@ func StartProc(t testing.TB, spec ProcSpec) *Proc {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== harness: start %s %s at %s\n", spec.Path, strings.Join(spec.Args, " "), time.Now().Format(time.RFC3339Nano))
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Dir = spec.Dir
@@ -79,12 +92,25 @@ func StartProc(t testing.TB, spec ProcSpec) *Proc {
 	cmd.Stderr = logf
 	// Own process group so Stop reaches children; die with the test binary.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	for _, l := range spec.Listeners {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, l.take(t))
+	}
+	err = cmd.Start()
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // the process holds its own copy
+	}
+	if err != nil {
 		t.Fatalf("start %s: %v", spec.Name, err)
 	}
-	p := &Proc{name: spec.Name, logPath: spec.LogPath, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{name: spec.Name, logPath: spec.LogPath, logStart: logStart, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
+		// Reported before done closes: Stop, and so the test's cleanup,
+		// waits for done, so t is still running here.
+		if !p.expected.Load() {
+			t.Errorf("%s (pid %d) exited before the harness stopped it: %v\n===== last %d lines of its log (%s) =====\n%s",
+				p.name, cmd.Process.Pid, p.waitErr, deathTailLines, p.logPath, TailFile(p.logPath, deathTailLines))
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -129,12 +155,21 @@ func (p *Proc) ExitErr() error {
 	return p.waitErr
 }
 
+// Signal sends sig to the process (not its group) and takes its exit, from
+// now on, as the test's doing, as for a test that kills a server on
+// purpose.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	p.expected.Store(true)
+	return syscall.Kill(p.cmd.Process.Pid, sig)
+}
+
 // Stop sends SIGTERM to the process group, SIGKILL after StopGrace, and waits
 // for the process to exit. It is idempotent. It returns an error only if the
 // process had to be killed; the exit status of a terminated server is ignored.
 func (p *Proc) Stop() error {
 	var err error
 	p.stop.Do(func() {
+		p.expected.Store(true)
 		if p.Exited() {
 			return
 		}
@@ -151,22 +186,23 @@ func (p *Proc) Stop() error {
 	return err
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago (it listens
-// on 127.0.0.1:0 and closes the listener).
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// deathTailLines is how much of a dead process's log its failure shows
+// (the whole tail is printed with the other logs at the end).
+const deathTailLines = 30
 
-// FreeAddr returns "127.0.0.1:PORT" for a port from FreePort.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+// LogSinceStart returns what the process wrote to its log in this run
+// (a restarted server shares its log with earlier runs).
+func (p *Proc) LogSinceStart() string {
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(p.logStart, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
 
 // ErrExited is wrapped by WaitFor when the watched process exits early.
@@ -183,12 +219,19 @@ func WaitFor(timeout time.Duration, p *Proc, what string, ready func() error) er
 			return nil
 		}
 		if p != nil && p.Exited() {
-			return fmt.Errorf("waiting for %s: %w (%v); last error: %v", what, ErrExited, p.waitErr, err)
+			return fmt.Errorf("waiting for %s: %s %w (%v; log %s); last error: %v", what, p.name, ErrExited, p.waitErr, p.logPath, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waiting for %s: not ready after %s: %v", what, timeout, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		var died <-chan struct{}
+		if p != nil {
+			died = p.done
+		}
+		select {
+		case <-died:
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

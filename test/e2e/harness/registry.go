@@ -46,11 +46,13 @@ type RegistryOptions struct {
 
 // Registry is a distribution (v3) registry serving plain HTTP on a loopback
 // port, with filesystem storage in a temporary directory and deletes enabled.
+// Its address is a front the harness owns (see front): the registry itself
+// binds port 0 on each start.
 type Registry struct {
 	t       testing.TB
 	name    string
 	binary  string
-	addr    string
+	front   *front
 	dir     string
 	config  string
 	logPath string
@@ -59,9 +61,9 @@ type Registry struct {
 	syncSeq atomic.Int64
 }
 
-// StartRegistry writes a config.yml and starts `registry serve` on a free
-// loopback port; it returns once GET /v2/ answers. The registry is stopped on
-// cleanup.
+// StartRegistry writes a config.yml and starts `registry serve` on loopback
+// port 0, behind a front address of its own; it returns once GET /v2/
+// answers. The registry is stopped on cleanup.
 func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	t.Helper()
 	if opts.Binary == "" {
@@ -71,11 +73,12 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 		opts.Name = "registry"
 	}
 	dir := t.TempDir()
+	fr := startFront(t)
 	r := &Registry{
 		t:       t,
 		name:    opts.Name,
 		binary:  opts.Binary,
-		addr:    FreeAddr(t),
+		front:   fr,
 		dir:     dir,
 		config:  filepath.Join(dir, "config.yml"),
 		logPath: filepath.Join(dir, "registry.log"),
@@ -94,9 +97,9 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: %s
+  addr: 127.0.0.1:0
   secret: regmend-e2e-secret
-%s`, filepath.Join(dir, "storage"), r.addr, opts.ExtraConfig)
+%s`, filepath.Join(dir, "storage"), opts.ExtraConfig)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write registry config: %v", err)
 	}
@@ -104,15 +107,15 @@ http:
 	return r
 }
 
-// Addr returns "127.0.0.1:PORT".
-func (r *Registry) Addr() string { return r.addr }
+// Addr returns "127.0.0.1:PORT", the same across restarts.
+func (r *Registry) Addr() string { return r.front.addr() }
 
 // URL returns "http://127.0.0.1:PORT".
-func (r *Registry) URL() string { return "http://" + r.addr }
+func (r *Registry) URL() string { return "http://" + r.Addr() }
 
 // Ref returns the full reference of repoAndTag in this registry, e.g.
 // Ref("app:v1") = "127.0.0.1:PORT/app:v1" and Ref("app@sha256:...").
-func (r *Registry) Ref(repoAndTag string) string { return r.addr + "/" + repoAndTag }
+func (r *Registry) Ref(repoAndTag string) string { return r.Addr() + "/" + repoAndTag }
 
 // ConfigPath returns the path of the registry's config.yml.
 func (r *Registry) ConfigPath() string { return r.config }
@@ -129,8 +132,9 @@ func (r *Registry) Log() string {
 	return string(b)
 }
 
-// Start (re)starts the registry on the same address and storage, and waits
-// until it answers. It fails the test if the registry is already running.
+// Start (re)starts the registry with the same storage, behind the same
+// address, and waits until it answers. It fails the test if the registry is
+// already running.
 func (r *Registry) Start() {
 	r.t.Helper()
 	if r.proc != nil && !r.proc.Exited() {
@@ -142,7 +146,12 @@ func (r *Registry) Start() {
 		Args:    []string{"serve", r.config},
 		LogPath: r.logPath,
 	})
-	err := WaitFor(15*time.Second, r.proc, r.name+" /v2/", func() error {
+	backend, err := WaitListening(r.proc, 15*time.Second)
+	if err != nil {
+		r.t.Fatalf("%s: %v\n%s", r.name, err, TailFile(r.logPath, 50))
+	}
+	r.front.setBackend(backend)
+	err = WaitFor(15*time.Second, r.proc, r.name+" /v2/", func() error {
 		resp, err := r.do(http.MethodGet, "/v2/", nil)
 		if err != nil {
 			return err
@@ -164,6 +173,7 @@ func (r *Registry) Stop() {
 	if r.proc == nil {
 		return
 	}
+	r.front.setBackend("")
 	if err := r.proc.Stop(); err != nil {
 		r.t.Logf("%s: %v", r.name, err)
 	}
@@ -171,7 +181,7 @@ func (r *Registry) Stop() {
 
 // GarbageCollect stops the registry, runs the real
 // `registry garbage-collect --delete-untagged config.yml`, restarts the
-// registry on the same port and returns the command's output (also appended
+// registry behind the same address and returns the command's output (also appended
 // to the registry log).
 func (r *Registry) GarbageCollect() string {
 	r.t.Helper()

@@ -3,19 +3,25 @@ package harness
 import (
 	"fmt"
 	"net/http"
-	"strings"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/regmend/regmend/internal/daemon"
 )
 
-// Server is a running `regmend serve`.
+// Server is a running `regmend serve` (or the plugin in containerd).
 type Server struct {
 	Proc    *Proc
 	Mirror  string // http://127.0.0.1:PORT
 	Metrics string // http://127.0.0.1:PORT, serving /metrics and /healthz
+	// Peer is the peer endpoint's host:port, "" without one.
+	Peer string
+
+	addrFile string // where serve writes its addresses
 }
 
 // ServeSpec says how to run `regmend serve`.
@@ -23,25 +29,81 @@ type ServeSpec struct {
 	Node     *Containerd
 	Registry string // host:port served and healed
 	LogLevel string // default debug
-	Extra    []string
+	// Name labels the process; default "regmend-serve".
+	Name string
+	// PeerListener, if set, is handed to serve as its peer endpoint
+	// (--peer-listen fd://3), for peers that must be named before it starts.
+	PeerListener *Listener
+	Extra        []string
 }
 
 // StartServe runs `regmend serve` for spec.Registry against spec.Node on
-// free loopback ports, without the periodic sweep, and waits for /healthz.
-// It stops on t's cleanup.
+// loopback port 0, without the periodic sweep, reads the addresses it bound
+// from its --addr-file and waits for /healthz. It stops on t's cleanup.
 func StartServe(t testing.TB, spec ServeSpec) *Server {
 	t.Helper()
+	s := StartServeProc(t, spec)
+	s.Await(t, 20*time.Second)
+	return s
+}
+
+// serveArgs are the arguments of `regmend serve` for spec (on port 0,
+// writing its addresses to addrFile), and the listeners to hand it.
+func serveArgs(spec ServeSpec, addrFile string) ([]string, []*Listener) {
 	if spec.LogLevel == "" {
 		spec.LogLevel = "debug"
 	}
-	s := &Server{Mirror: "http://" + FreeAddr(t), Metrics: "http://" + FreeAddr(t)}
-	args := append([]string{
+	args := []string{
 		"-a", spec.Node.Socket(), "-n", spec.Node.Namespace(), "--hosts-dir", spec.Node.HostsDir(),
-		"serve", "--listen", strings.TrimPrefix(s.Mirror, "http://"), "--metrics-listen", strings.TrimPrefix(s.Metrics, "http://"),
+		"serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--addr-file", addrFile,
 		"--registry", spec.Registry, "--sweep-interval", "0", "--log-level", spec.LogLevel,
-	}, spec.Extra...)
-	s.Proc = StartProc(t, ProcSpec{Name: "regmend-serve", Path: ProductBinary(t, "regmend"), Args: args})
-	err := WaitFor(10*time.Second, s.Proc, "regmend /healthz", func() error {
+	}
+	var lns []*Listener
+	if spec.PeerListener != nil {
+		args = append(args, "--peer-listen", FDSetting(0))
+		lns = append(lns, spec.PeerListener)
+	}
+	return append(args, spec.Extra...), lns
+}
+
+// StartServeProc starts `regmend serve` as StartServe does, without waiting
+// for it: Server.Await does, so that many can start at once.
+func StartServeProc(t testing.TB, spec ServeSpec) *Server {
+	t.Helper()
+	if spec.Name == "" {
+		spec.Name = "regmend-serve"
+	}
+	s := &Server{addrFile: filepath.Join(t.TempDir(), "addrs.json")}
+	args, lns := serveArgs(spec, s.addrFile)
+	s.Proc = StartProc(t, ProcSpec{Name: spec.Name, Path: ProductBinary(t, "regmend"), Args: args, Listeners: lns})
+	return s
+}
+
+// Await reads the addresses of s (started by StartServeProc) from its addr
+// file and waits for /healthz, for up to timeout in all.
+func (s *Server) Await(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	if s.addrFile == "" {
+		t.Fatalf("%s was not started by StartServeProc", s.Proc.Name())
+	}
+	start := time.Now()
+	s.SetAddrs(ReadAddrFile(t, s.Proc, s.addrFile, timeout))
+	s.WaitHealthy(t, timeout-time.Since(start))
+}
+
+// SetAddrs sets s's URLs from the addresses regmend reported.
+func (s *Server) SetAddrs(a daemon.Addrs) {
+	s.Mirror, s.Peer = "http://"+a.Mirror, a.Peer
+	if a.Metrics != "" {
+		s.Metrics = "http://" + a.Metrics
+	}
+}
+
+// WaitHealthy waits up to timeout for s's /healthz, failing the test at
+// once if s.Proc exits.
+func (s *Server) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	err := WaitFor(timeout, s.Proc, s.Proc.Name()+" /healthz", func() error {
 		resp, err := http.Get(s.Metrics + "/healthz")
 		if err != nil {
 			return err
@@ -55,7 +117,6 @@ func StartServe(t testing.TB, spec ServeSpec) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
 }
 
 // Metric sums the samples of the metric family name whose labels include
