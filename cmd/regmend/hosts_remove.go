@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v3"
@@ -52,6 +54,7 @@ func runHostsRemove(ctx context.Context, cmd *cli.Command, registries []string) 
 		hostsfile.Updated:   "removed regmend from",
 		hostsfile.Unchanged: "no regmend entry in",
 	}
+	after := map[string][]byte{} // each file's content after --remove, for --dry-run
 	for _, registry := range registries {
 		res, err := hostsfile.Remove(ctx, cmd.String(flagHostsDir), registry, mirror, opts...)
 		if errdefs.IsInvalidArgument(err) {
@@ -61,6 +64,7 @@ func runHostsRemove(ctx context.Context, cmd *cli.Command, registries []string) 
 			return err // the token file stays: an entry may still hold it
 		}
 		printHostsResult(w, res, verb[res.Action], dryRun, tok)
+		after[res.Path] = res.Content
 	}
 	switch {
 	case tokenPath == "":
@@ -74,18 +78,27 @@ func runHostsRemove(ctx context.Context, cmd *cli.Command, registries []string) 
 	case tokErr != nil:
 		return fmt.Errorf("mirror token file not deleted: %w", tokErr)
 	}
-	return deleteTokenFile(ctx, w, cmd.String(flagHostsDir), tok, dryRun)
+	if !dryRun {
+		after = nil // the files themselves say
+	}
+	return deleteTokenFile(ctx, w, cmd.String(flagHostsDir), tok, after)
 }
 
 // deleteTokenFile deletes the mirror token file tok, unless a hosts.toml
 // under hostsDir still sends its token (another registry's entry that stays)
 // or the file changed since it was read. It deletes only a regular file
-// holding a token: a symlink points at a file managed elsewhere.
-func deleteTokenFile(ctx context.Context, w io.Writer, hostsDir string, tok secret.File, dryRun bool) error {
+// holding a token: a symlink points at a file managed elsewhere. With
+// dryRun set, it only says what it would do, reading the hosts.toml files
+// in it as their content after --remove.
+func deleteTokenFile(ctx context.Context, w io.Writer, hostsDir string, tok secret.File, dryRun map[string][]byte) error {
 	holders, err := hostsfile.TokenHolders(hostsDir, tok.Token.Reveal())
 	if err != nil {
 		return fmt.Errorf("mirror token file %s not deleted: %w", tok.Path, err)
 	}
+	holders = slices.DeleteFunc(holders, func(p string) bool {
+		content, ok := dryRun[p]
+		return ok && bytes.Equal(hostsfile.Redact(content, tok.Token.Reveal(), ""), content)
+	})
 	if len(holders) > 0 {
 		fmt.Fprintf(w, "kept the mirror token file %s: %s still holds its token\n", tok.Path, holders[0])
 		return nil
@@ -103,7 +116,7 @@ func deleteTokenFile(ctx context.Context, w io.Writer, hostsDir string, tok secr
 		fmt.Fprintf(w, "kept the mirror token file %s: it changed meanwhile\n", tok.Path)
 		return nil
 	}
-	if dryRun {
+	if dryRun != nil {
 		fmt.Fprintf(w, "would delete the mirror token file %s\n", tok.Path)
 		return nil
 	}

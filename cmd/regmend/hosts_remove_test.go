@@ -134,4 +134,9 @@ func TestHostsDryRunNeverPrintsToken(t *testing.T) {
 			t.Errorf("hosts %q: no placeholder in\n%s", extra, out)
 		}
 	}
+	// --dry-run --remove says it would delete the token file, and does not.
+	out, _ := runAppOut(t, append(flags, "--dry-run", "--remove")...)
+	if _, err := os.Stat(tok); err != nil || !strings.Contains(out, "would delete the mirror token file") {
+		t.Errorf("--dry-run --remove: token file %v, said:\n%s", err, out)
+	}
 }
