@@ -29,16 +29,23 @@ token as the X-Regmend-Token header (the file is created if absent, and the
 token is only ever read from it); serve --mirror-token-file then refuses
 every request without it. Run again after the token changes to rotate it.
 
-With --remove, takes regmend's entry out again (uninstall) and leaves the
-rest of the file byte for byte; a file regmend created and nothing else was
-added to is deleted. Idempotent; keeps a backup.`,
+With --remove, takes regmend's entry out again (uninstall): the entry
+marked as regmend's wherever it is (and any entry at --mirror, if given), and
+leaves the rest of the file byte for byte, with the mode it had before the
+token; a file regmend created and nothing else was added to is deleted.
+With --mirror-token-file, the token file is deleted afterwards (unless
+--keep-mirror-token, or another hosts.toml still holds the token).
+Idempotent. Backups (hosts.toml.bak.<time>) never hold the token: one is
+kept of the file before regmend first changed it, and --remove takes the
+token out of any older one.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mirror", Value: "http://127.0.0.1:5050", Usage: "regmend's mirror `URL` (serve --listen)"},
+			&cli.StringFlag{Name: "mirror", Value: "http://127.0.0.1:5050", Usage: "regmend's mirror `URL` (serve --listen); with --remove, unset means regmend's entry at any address"},
 			&cli.StringFlag{Name: "server-scheme", Usage: "`http` or https for the registry, when the file names no server (default https)"},
 			&cli.StringFlag{Name: "containerd-config", Value: "/etc/containerd/config.toml", Usage: "containerd's config `file`, checked for CRI's config_path"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the resulting file; write nothing"},
-			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent), written into the mirror's entry as the " + daemon.MirrorTokenHeader + " header"},
+			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent), written into the mirror's entry as the " + daemon.MirrorTokenHeader + " header; with --remove, deleted"},
 			&cli.BoolFlag{Name: "remove", Usage: "take regmend's entry out of the file instead (uninstall)"},
+			&cli.BoolFlag{Name: "keep-mirror-token", Usage: "with --remove, keep the --mirror-token-file"},
 		},
 		Action: runHosts,
 	}
@@ -58,12 +65,10 @@ func runHosts(ctx context.Context, cmd *cli.Command) error {
 		}
 	}
 	if cmd.Bool("remove") {
-		for _, r := range registries {
-			if err := runHostsRemove(ctx, cmd, r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return runHostsRemove(ctx, cmd, registries)
+	}
+	if cmd.Bool("keep-mirror-token") {
+		return usageError("--keep-mirror-token goes with --remove")
 	}
 	hostsDir := cmd.String(flagHostsDir)
 	var opts []hostsfile.Option

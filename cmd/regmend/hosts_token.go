@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -51,7 +50,8 @@ func mirrorToken(ctx context.Context, cmd *cli.Command) (secret.File, error) {
 }
 
 // printHostsResult tells what hosts did. The token never reaches the
-// output: in the file printed by --dry-run it reads <mirror token from FILE>.
+// output: in the file printed by --dry-run it reads <mirror token from FILE>,
+// in whatever form the file holds it (TOML escapes a `"` or `\`).
 func printHostsResult(w io.Writer, res hostsfile.Result, verb string, dryRun bool, tok secret.File) {
 	if dryRun {
 		verb = "would write"
@@ -66,7 +66,7 @@ func printHostsResult(w io.Writer, res hostsfile.Result, verb string, dryRun boo
 	if dryRun && res.Content != nil {
 		content := res.Content
 		if !tok.Token.IsZero() {
-			content = bytes.ReplaceAll(content, []byte(tok.Token.Reveal()), []byte("<mirror token from "+tok.Path+">"))
+			content = hostsfile.Redact(content, tok.Token.Reveal(), "<mirror token from "+tok.Path+">")
 		}
 		w.Write(content)
 	}

@@ -15,13 +15,17 @@
 // With [WithMirrorToken], regmend's entry also carries a per-host header
 // holding the node's mirror token, which containerd sends to the mirror and
 // nobody else has; a file holding it is kept at mode 0600. [Remove] undoes
-// Ensure: it takes regmend's entry out and gives back the user's text byte
-// for byte.
+// Ensure: it finds regmend's entry by the comment Ensure marks it with,
+// whatever the mirror's address, takes it out, and gives back the user's
+// text byte for byte, with the mode it had before the token.
 //
 // Ensure never writes a file containerd cannot use: every candidate is loaded
 // with containerd's own config package (core/remotes/docker/config) and the
-// resulting host order is checked before anything is written. Existing files
-// are backed up and replaced atomically.
+// resulting host order is checked before anything is written. Files are
+// replaced atomically. A backup (hosts.toml.bak.<time>) is kept only of what
+// the user wrote, once, and never holds the token: see backups.go. The
+// package deletes no backup and no file of the user's; [Redact] hides the
+// token in anything shown.
 //
 // [CheckCRIConfigPath] checks the other half of the setup: that containerd's
 // CRI plugin reads hosts.toml files at all, i.e. that its registry

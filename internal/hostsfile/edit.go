@@ -43,6 +43,7 @@ type target struct {
 	mirrorKey     string
 	defaultKey    string // registry's host key when the file sets no server
 	defaultNoTLSV bool   // containerd skips TLS verification for defaultKey
+	record        string // modeRecord, put above the token when Ensure tightens the mode
 }
 
 // edit returns src changed so that t.mirror is the last [host] entry, with

@@ -78,9 +78,10 @@ func WithDryRun() Option {
 //
 // A missing file is created. An existing file keeps everything else it says
 // (server, TLS settings, headers, other mirrors and their order, comments);
-// if it is already right it is not written at all. Before an existing file is
-// changed, it is copied to hosts.toml.bak.<UTC time> next to it, and the new
-// content replaces it atomically with the same permissions.
+// if it is already right it is not written at all. Before entries are added
+// to or moved in an existing file, it is kept as hosts.toml.bak.<UTC time>
+// next to it, without the mirror token (see backups.go), and the new content
+// replaces it atomically with the same permissions.
 //
 // Ensure refuses, with an error wrapping errdefs.ErrFailedPrecondition and
 // naming the file, to touch a file containerd cannot load, and it never
@@ -154,6 +155,9 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	verb := "create"
 	if exists {
 		verb = "modify"
+		if _, ok := recordedMode(src); t.token != "" && mode&0o077 != 0 && !ok {
+			t.record = modeRecord(mode)
+		}
 	}
 	var out []byte
 	if orderOK { // only the token changes: in place, nothing moves
@@ -189,17 +193,21 @@ func Ensure(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	newMode := mode
 	if t.token != "" {
-		mode &^= 0o077 // the file and its backup hold a secret
+		newMode &^= 0o077 // the file holds a secret
 	}
-	if exists {
-		if res.Backup, err = backup(res.Path, src, mode); err != nil {
+	switch {
+	case !exists:
+		if err := os.MkdirAll(regDir, 0o755); err != nil {
 			return Result{}, err
 		}
-	} else if err := os.MkdirAll(regDir, 0o755); err != nil {
-		return Result{}, err
+	case !orderOK: // entries are added or moved: keep the user's file
+		if res.Backup, err = backup(res.Path, backupText(src, &t.mirror, t.header, t.token), mode); err != nil {
+			return Result{}, err
+		}
 	}
-	if err := writeAtomic(res.Path, out, mode); err != nil {
+	if err := writeAtomic(res.Path, out, newMode); err != nil {
 		return Result{}, err
 	}
 	return res, nil

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -72,36 +71,6 @@ func newFile(regDir string, t target) ([]byte, error) {
 		b.WriteString("client = [" + strings.Join(client, ", ") + "]\n")
 	}
 	return []byte(b.String()), nil
-}
-
-// backup copies the previous content of path to path.bak.<UTC time>, with a
-// numeric suffix if that name is taken, and returns the backup's name.
-func backup(path string, content []byte, mode fs.FileMode) (string, error) {
-	base := path + ".bak." + time.Now().UTC().Format("20060102T150405Z")
-	for i := 0; ; i++ {
-		name := base
-		if i > 0 {
-			name = fmt.Sprintf("%s-%d", base, i)
-		}
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		} else if err != nil {
-			return "", err
-		}
-		_, err = f.Write(content)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(name)
-			return "", fmt.Errorf("backup of %s: %w", path, err)
-		}
-		return name, nil
-	}
 }
 
 // writeAtomic replaces path with content: it writes a temporary file in the

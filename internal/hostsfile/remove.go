@@ -19,25 +19,33 @@ import (
 // else was left in it.
 const Removed Action = "removed"
 
-// Remove takes regmend's entry for mirrorURL out of
-// <hostsDir>/<registry>/hosts.toml, undoing Ensure:
+// Remove takes regmend's entry out of <hostsDir>/<registry>/hosts.toml,
+// undoing Ensure. regmend's entry is every [host] table with the comment
+// Ensure writes above it ("# regmend: a fallback mirror, …"), whatever its
+// address, and, when mirrorURL is not empty, any other [host] table at that
+// address too:
 //
-//   - every [host."<mirror>"] table and its sub-tables (the token header) go,
-//     with the comment lines directly above them ("# regmend: …");
+//   - those tables and their sub-tables (the token header) go, with the
+//     comment lines directly above them;
 //   - the registry's own [host] entry that Ensure added goes too, but only
 //     while it is still exactly the text Ensure wrote (ask: a changed one is
 //     the user's now, and a note says it was kept);
 //   - the one line ending Ensure put between the user's text and its own is
 //     dropped, so installing then removing gives the original bytes back;
 //   - a file that regmend created, from which nothing but the top it writes
-//     for a new file would remain, is deleted rather than left half-empty.
+//     for a new file would remain, is deleted rather than left half-empty;
+//   - the file gets back the mode Ensure recorded when it took group and
+//     other permissions away for the token.
 //
 // Everything else stays byte for byte. A file without regmend's entry, or no
-// file at all, is left alone (Action Unchanged), so Remove is idempotent. The
-// previous content is backed up as by Ensure, and the new content must load
-// with containerd's config package. A file that containerd cannot load is
-// refused with an error wrapping errdefs.ErrFailedPrecondition; bad arguments
-// wrap errdefs.ErrInvalidArgument. Options: WithDryRun.
+// file at all, is left alone (Action Unchanged), so Remove is idempotent.
+// The new content must load with containerd's config package. A backup is
+// kept only if regmend's entry held more than Ensure wrote there, and every
+// backup next to the file that holds a mirror token is rewritten without it
+// (see backups.go). A file that containerd cannot load is refused with an
+// error wrapping errdefs.ErrFailedPrecondition; bad arguments wrap
+// errdefs.ErrInvalidArgument. Options: WithDryRun, and WithMirrorToken,
+// whose value is then taken out of backups wherever it is.
 func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...Option) (Result, error) {
 	var o options
 	for _, opt := range opts {
@@ -46,9 +54,13 @@ func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	if err := ValidateRegistry(registry); err != nil {
 		return Result{}, err
 	}
-	mirror, _, err := parseMirror(mirrorURL)
-	if err != nil {
-		return Result{}, err
+	var mirror *endpoint
+	if mirrorURL != "" {
+		ep, _, err := parseMirror(mirrorURL)
+		if err != nil {
+			return Result{}, err
+		}
+		mirror = &ep
 	}
 	if hostsDir == "" {
 		return Result{}, fmt.Errorf("hosts directory not set: %w", errdefs.ErrInvalidArgument)
@@ -61,9 +73,14 @@ func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	refuse := func(format string, args ...any) (Result, error) {
 		return Result{}, fmt.Errorf("%s: "+format+": %w", append(append([]any{res.Path}, args...), errdefs.ErrFailedPrecondition)...)
 	}
+	scrub := func(res Result) (Result, error) {
+		notes, err := scrubBackups(res.Path, mirror, o.header, o.token, o.dryRun)
+		res.Notes = append(res.Notes, notes...)
+		return res, err
+	}
 	src, mode, err := readHostsFile(res.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return res, nil
+		return scrub(res)
 	} else if err != nil {
 		return Result{}, err
 	}
@@ -71,16 +88,15 @@ func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 	if err != nil {
 		return refuse("refusing to modify: %v", err)
 	}
-	t := target{registry: registry, mirror: mirror}
-	cuts, notes, err := regmendText(src, t)
+	found, err := regmendText(src, target{registry: registry}, mirror)
 	if err != nil {
 		return refuse("refusing to modify: %v", err)
 	}
-	res.Content, res.Hosts, res.Notes = src, describe(hosts), notes
-	if len(cuts) == 0 {
-		return res, nil
+	res.Content, res.Hosts, res.Notes = src, describe(hosts), found.notes
+	if len(found.cuts) == 0 {
+		return scrub(res)
 	}
-	out := cutOut(src, cuts, eolOf(src))
+	out := cutOut(src, found.cuts, eolOf(src))
 	res.Action, res.Content, res.Hosts = Updated, out, nil
 	if createdByRegmend(out, regDir, registry) {
 		res.Action, res.Content = Removed, nil
@@ -90,56 +106,83 @@ func Remove(ctx context.Context, hostsDir, registry, mirrorURL string, opts ...O
 			return refuse("refusing to write: the new content fails containerd's check: %v", err)
 		}
 		res.Hosts = describe(hosts)
+		if d, err := scan(out); err == nil && found.recorded && len(regmendKeys(d, nil)) == 0 && found.mode != mode {
+			res.Notes = append(res.Notes, fmt.Sprintf("mode %04o put back, as before the mirror token", found.mode))
+			mode = found.mode
+		}
 	}
 	if o.dryRun {
-		return res, nil
+		return scrub(res)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	if res.Backup, err = backup(res.Path, src, mode); err != nil {
-		return Result{}, err
+	if !found.exact { // the user added to regmend's entry: keep that
+		if res.Backup, err = backup(res.Path, backupText(src, mirror, o.header, o.token), mode); err != nil {
+			return Result{}, err
+		}
 	}
 	if res.Action == Removed {
-		return res, os.Remove(res.Path)
+		err = os.Remove(res.Path)
+	} else {
+		err = writeAtomic(res.Path, out, mode)
 	}
-	return res, writeAtomic(res.Path, out, mode)
+	if err != nil {
+		return Result{}, err
+	}
+	return scrub(res)
 }
 
 // span is a byte range of a document.
 type span struct{ start, end int }
 
-// regmendText finds what Ensure added to src: the mirror's tables, and the
-// registry's [host] entry while it is exactly as Ensure wrote it.
-func regmendText(src []byte, t target) ([]span, []string, error) {
+// regmendFound is what regmendText finds.
+type regmendFound struct {
+	cuts     []span
+	notes    []string
+	exact    bool        // the mirror's text is only what Ensure writes (ownEntry)
+	mode     fs.FileMode // the mode recorded in it, if recorded
+	recorded bool
+}
+
+// regmendText finds what Ensure added to src: regmend's entries (by their
+// marker, or at mirror's address), and the registry's [host] entry while it
+// is exactly as Ensure wrote it.
+func regmendText(src []byte, t target, mirror *endpoint) (regmendFound, error) {
 	d, err := scan(src)
 	if err != nil {
-		return nil, nil, err
+		return regmendFound{}, err
 	}
-	var cuts []span
-	for _, s := range d.sections {
-		if k := s.hostKey(); k != "" {
-			if ep, err := parseEndpoint(k); err == nil && ep.same(t.mirror) {
-				start, _ := textStart(src, &s, mirrorBlock(k, "\n"))
-				cuts = append(cuts, span{start, s.end})
-			}
-		}
-	}
-	if len(cuts) == 0 {
-		return nil, nil, nil
+	keys := regmendKeys(d, mirror)
+	if len(keys) == 0 {
+		return regmendFound{}, nil
 	}
 	var cfg fileFields
 	if err := toml.Unmarshal(src, &cfg); err != nil {
-		return nil, nil, err
+		return regmendFound{}, err
 	}
-	var notes []string
+	f := regmendFound{exact: true}
+	for _, k := range keys {
+		var pieces [][]byte
+		for i := range d.sections {
+			if s := &d.sections[i]; s.hostKey() == k {
+				start, _ := textStart(src, s, marker)
+				f.cuts = append(f.cuts, span{start, s.end})
+				pieces = append(pieces, src[start:s.end])
+				if !f.recorded {
+					f.mode, f.recorded = recordedMode(src[start:s.end])
+				}
+			}
+		}
+		f.exact = f.exact && ownEntry(pieces, k, cfg.Hosts[k], eolOf(src))
+	}
 	// The scheme Ensure was given is not recorded: try each; the text
 	// must match exactly, so at most one can.
 	for _, scheme := range []string{"", "http", "https"} {
 		t.defaultKey, t.defaultNoTLSV = defaultServer(t.registry, scheme)
 		regKey, isDefault, err := serverKey(cfg.Server, t)
 		if err != nil {
-			return nil, nil, err
+			return regmendFound{}, err
 		}
 		blk, err := registryBlock(regKey, cfg.hostFields, isDefault, isDefault && t.defaultNoTLSV, eolOf(src))
 		if err != nil {
@@ -155,13 +198,13 @@ func regmendText(src []byte, t target) ([]span, []string, error) {
 				end = d.sections[j].end
 			}
 			if bytes.Equal(bytes.TrimRight(src[start:end], " \t\r\n"), bytes.TrimRight(blk, " \t\r\n")) {
-				cuts = append(cuts, span{start, end})
-			} else if !slices.Contains(notes, keptNote(regKey)) {
-				notes = append(notes, keptNote(regKey))
+				f.cuts = append(f.cuts, span{start, end})
+			} else if !slices.Contains(f.notes, keptNote(regKey)) {
+				f.notes = append(f.notes, keptNote(regKey))
 			}
 		}
 	}
-	return cuts, notes, nil
+	return f, nil
 }
 
 // textStart is where the text regmend wrote for section s starts: at the

@@ -15,10 +15,12 @@ import (
 // [host."<mirror>".header] table, name = ["value"], which containerd sends
 // with every request to the mirror. An existing value is replaced in place
 // (rotation); nothing else in the file moves. A file that holds the token is
-// written with mode 0600 (an existing file keeps its owner bits and loses
-// any group and other bits), and so is its backup. value must be a valid
-// header value; it never appears in errors or notes. Without this option,
-// Ensure leaves any header regmend's entry has as it is.
+// written with mode 0600: an existing file keeps its owner bits and loses
+// any group and other bits, and a comment above the token records the mode
+// it had, which Remove puts back. value must be a valid header value; it
+// never appears in errors, notes or backups. Without this option, Ensure
+// leaves any header regmend's entry has as it is. Given to Remove, value is
+// taken out of backups wherever it is.
 func WithMirrorToken(header, value string) Option {
 	return func(o *options) { o.header, o.token = header, value }
 }
@@ -85,13 +87,17 @@ func setHeader(src []byte, t target, eol string) ([]byte, error) {
 			quote(mainSec.hostKey()), quote(mainSec.hostKey()), errdefs.ErrFailedPrecondition)
 	}
 	line := quote(t.header) + " = [" + quote(t.token) + "]"
+	rec := ""
+	if t.record != "" {
+		rec = "  " + t.record + eol
+	}
 	splice := func(at, end int, text string) []byte {
 		out := append(slices.Clone(src[:at]), text...)
 		return append(out, src[end:]...)
 	}
 	if hdrSec == nil {
 		at := ownEnd(src, mainSec)
-		return splice(at, at, eol+"[host."+quote(mainSec.hostKey())+".header]"+eol+"  "+line+eol), nil
+		return splice(at, at, eol+"[host."+quote(mainSec.hostKey())+".header]"+eol+rec+"  "+line+eol), nil
 	}
 	var found []keyval
 	for _, kv := range hdrSec.keyvals {
@@ -102,13 +108,14 @@ func setHeader(src []byte, t target, eol string) ([]byte, error) {
 	switch len(found) {
 	case 0:
 		at := ownEnd(src, hdrSec)
-		text := "  " + line + eol
+		text := rec + "  " + line + eol
 		if at > 0 && src[at-1] != '\n' { // the file ends without a newline
 			text = eol + text
 		}
 		return splice(at, at, text), nil
 	case 1:
-		return splice(found[0].start, found[0].end, line), nil
+		at := lineStart(src, found[0].start)
+		return splice(at, found[0].end, rec+string(src[at:found[0].start])+line), nil
 	default:
 		return nil, fmt.Errorf("[host.%s.header] sets %s more than once: %w", quote(hdrSec.hostKey()), t.header, errdefs.ErrFailedPrecondition)
 	}

@@ -127,7 +127,7 @@ func TestChartDefaults(t *testing.T) {
 	}
 
 	checkCluster(t, objs, p, serve, "regmend-peer-token")
-	checkHooks(t, serve, []string{registry}, "http://127.0.0.1:5050")
+	checkHooks(t, serve, []string{registry}, "http://127.0.0.1:5050", "/etc/regmend/mirror-token")
 	if len(harness.Objects(objs, "ServiceMonitor")) != 0 {
 		t.Error("a ServiceMonitor by default")
 	}
@@ -170,8 +170,10 @@ func checkCluster(t *testing.T, objs []harness.Object, p harness.PodSpec, serve 
 }
 
 // checkHooks asserts the uninstall path (preStop removes regmend's entry for
-// every registry) and the restore after a container restart (postStart).
-func checkHooks(t *testing.T, serve harness.Container, registries []string, mirror string) {
+// every registry and, with the mirror token on, deletes the token file so no
+// token stays on the node) and the restore after a container restart
+// (postStart).
+func checkHooks(t *testing.T, serve harness.Container, registries []string, mirror, tokenFile string) {
 	t.Helper()
 	l := serve.Lifecycle
 	if l == nil || l.PreStop == nil || l.PreStop.Exec == nil {
@@ -184,6 +186,9 @@ func checkHooks(t *testing.T, serve harness.Container, registries []string, mirr
 	}
 	if got, _ := argValue(pre, "--mirror"); got != mirror {
 		t.Errorf("preStop --mirror %q, want %q", got, mirror)
+	}
+	if got, _ := argValue(pre, "--mirror-token-file"); got != tokenFile || slices.Contains(pre, "--keep-mirror-token") {
+		t.Errorf("preStop %q: --mirror-token-file %q, want %q and the file not kept", pre, got, tokenFile)
 	}
 	// postStart lists regmend again for every registry after a restart of
 	// the container alone (`regmend hosts` takes them all in one command).

@@ -38,7 +38,7 @@ func TestChartNonDefault(t *testing.T) {
 	if got := argValues(serve.Args, "--registry"); !slices.Equal(got, registries) {
 		t.Errorf("serve --registry %q, want %q", got, registries)
 	}
-	checkHooks(t, serve, registries, "http://127.0.0.1:6050")
+	checkHooks(t, serve, registries, "http://127.0.0.1:6050", "")
 
 	if m, _ := hostMount(t, p, serve, "/run/k3s/containerd"); !m.ReadOnly {
 		t.Errorf("k3s socket dir mount %+v", m)

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -85,19 +87,27 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 
 	s.pullHealsThroughMirror(ctx, t)
 
-	// Upgrade: the old pod stops (its preStop takes the entry out), the new
-	// one's init container puts it back, with the node's same token.
+	// Upgrade: the old pod stops (its preStop takes the entry out and
+	// deletes the token file), the new one's init container puts the entry
+	// back with a new token.
 	stopPod(ctx, t, pod, hostsFile, original)
+	if _, err := os.Stat(tokenFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("mirror token file after preStop: %v, want it deleted", err)
+	}
 	pod = startPod(ctx, t, harness.NewPod(t, node, "regmend", spec, fields), hostsFile, mirrorPort, metricsPort)
-	if again, _ := os.ReadFile(tokenFile); !bytes.Equal(again, token) {
-		t.Error("the mirror token changed across a pod restart")
+	if again, err := os.ReadFile(tokenFile); err != nil || bytes.Equal(again, token) {
+		t.Errorf("mirror token after a pod replacement: %v; want a new one", err)
 	}
 	d2 := reapAnother(ctx, t, s, "other")
 	mustPull(ctx, t, node, s.reg.Ref("other@"+d2.String()))
 	waitFor(t, 30*time.Second, "registry healed after the upgrade", func() bool { return s.reg.ManifestExists("other", d2) })
 
-	// Uninstall: the pod is deleted; hosts.toml is the original again.
+	// Uninstall: the pod is deleted; hosts.toml is the original again, and
+	// no token is left on the node.
 	stopPod(ctx, t, pod, hostsFile, original)
+	if _, err := os.Stat(tokenFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("mirror token file after uninstall: %v, want it deleted", err)
+	}
 	checkNoMounts(t, node)
 }
 

@@ -80,6 +80,16 @@ registry each, the postStart hook with all of them. */}}
 {{- end }}
 {{- end -}}
 
+{{/* `regmend hosts --remove REGISTRY...` (uninstall, the preStop hook): with
+the mirror token on, the token file goes too, so no token stays on the node. */}}
+{{- define "regmend.removeFlags" -}}
+{{ include "regmend.hostsFlags" . }}
+{{- if .Values.mirrorToken.enabled }}
+- --mirror-token-file
+- {{ include "regmend.mirrorTokenFile" . }}
+{{- end }}
+{{- end -}}
+
 {{- define "regmend.metricsHost" -}}
 {{- if or .Values.metrics.onNodeIP .Values.serviceMonitor.enabled -}}
 $(NODE_IP)
