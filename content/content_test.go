@@ -189,6 +189,8 @@ func TestRootsClimbsThroughIndexFromSameRepo(t *testing.T) {
 	imagetest.WriteLocal(t, cs, "edge:5000", "app", idx)
 	orphan := imagetest.Manifest(t, imagetest.OCI, amd64, 1, 16)
 	imagetest.WriteLocal(t, cs, "edge:5000", "app", orphan)
+	// The child was also pulled by digest from another repository.
+	alsoFrom(t, cs, child.Desc.Digest, "edge", "app,other")
 
 	for _, c := range []struct {
 		name, repo string
@@ -209,6 +211,16 @@ func TestRootsClimbsThroughIndexFromSameRepo(t *testing.T) {
 				t.Errorf("roots = %+v, want %s", roots, c.want)
 			}
 		})
+	}
+}
+
+// alsoFrom sets the source label of d for host to repos, as containerd
+// does when the same blob is pulled from another repository too.
+func alsoFrom(t *testing.T, cs ctrcontent.Store, d digest.Digest, host, repos string) {
+	t.Helper()
+	key := content.SourceLabelPrefix + host
+	if _, err := cs.Update(ctx, ctrcontent.Info{Digest: d, Labels: map[string]string{key: repos}}, "labels."+key); err != nil {
+		t.Fatal(err)
 	}
 }
 

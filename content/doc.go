@@ -4,7 +4,9 @@
 // It builds the closure of a root descriptor (index → manifests → config and
 // layers) with each node's media type, size, platform and local presence; finds
 // which repositories a blob was pulled from and which indexes and image records
-// reference a digest, so a digest can be re-resolved through its parent; lists
+// reference a digest, so a digest can be re-resolved through its parent (a
+// root is only ever content the node pulled from the repository named:
+// FromRepository, the one rule the mirror, heals and HealingResolver share); lists
 // the images a node holds from given registries; and streams blobs: from
 // containerd's content directory where this process can read it (Dir, the
 // directory found through containerd's introspection), otherwise over

@@ -3,7 +3,6 @@ package content
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
@@ -62,6 +61,13 @@ type Local struct {
 // index into a repository it did not come from. An image record's target
 // is preferred (it carries the media type); otherwise the media type is
 // sniffed. dgst itself is the root when no such parent references it.
+//
+// Every root returned came from repo: its source labels (FromRepository)
+// say so. When dgst has no parent from repo and its own labels do not name
+// repo, Roots returns an error wrapping errdefs.ErrNotFound that says so
+// (CheckSource), for what the node pulled from another repository must
+// never be pushed into this one with the node's credentials, nor its blobs
+// mounted across from there.
 func (l Local) Roots(ctx context.Context, registry, repo string, dgst digest.Digest) ([]ocispec.Descriptor, error) {
 	var (
 		roots []ocispec.Descriptor
@@ -79,7 +85,7 @@ func (l Local) Roots(ctx context.Context, registry, repo string, dgst digest.Dig
 		}
 		followed := false
 		for _, p := range parents {
-			if !slices.Contains(Sources(p.Labels, registry), repo) {
+			if !FromRepository(p.Labels, registry, repo) {
 				continue
 			}
 			followed = true
@@ -89,6 +95,17 @@ func (l Local) Roots(ctx context.Context, registry, repo string, dgst digest.Dig
 		}
 		if followed {
 			return nil
+		}
+		if depth == 0 {
+			// A digest reached through a parent was reached because
+			// its labels name repo; dgst itself is unchecked.
+			info, err := l.Store.Info(ctx, d)
+			if err != nil {
+				return fmt.Errorf("local content %s: %w", d, err)
+			}
+			if err := CheckSource(info, registry, repo); err != nil {
+				return err
+			}
 		}
 		desc, err := l.describeRoot(ctx, d)
 		if err != nil {

@@ -1,8 +1,13 @@
 package content
 
 import (
+	"fmt"
 	"net"
+	"slices"
 	"strings"
+
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
 )
 
 // SourceLabelPrefix is containerd's label recording which repositories a blob
@@ -26,6 +31,28 @@ func Sources(labels map[string]string, registry string) []string {
 		return nil
 	}
 	return strings.Split(v, ",")
+}
+
+// FromRepository reports whether labels say the blob was pulled from repo of
+// registry. It is the one rule by which regmend serves, and pushes, local
+// content under a repository: the registry may refuse content from any other
+// repository to whoever asks, so naming a digest under repo unlocks nothing.
+func FromRepository(labels map[string]string, registry, repo string) bool {
+	return slices.Contains(Sources(labels, registry), repo)
+}
+
+// CheckSource returns nil when info's labels say the blob came from repo of
+// registry (FromRepository), otherwise an error wrapping errdefs.ErrNotFound
+// that names the blob and the repository and says why.
+func CheckSource(info ctrcontent.Info, registry, repo string) error {
+	if FromRepository(info.Labels, registry, repo) {
+		return nil
+	}
+	why := "containerd recorded no pull of it from " + registry
+	if others := Sources(info.Labels, registry); len(others) > 0 {
+		why = "containerd recorded it from " + strings.Join(others, ", ") + " only"
+	}
+	return fmt.Errorf("content %s did not come from %s/%s (%s): %w", info.Digest, registry, repo, why, errdefs.ErrNotFound)
 }
 
 // SourceAnnotations returns the source labels of labels as annotations, the

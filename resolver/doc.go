@@ -19,5 +19,6 @@
 //
 // The local side (closures, parents, image records) is package content.
 // Nothing here deletes anything in a registry, moves a tag, pushes bytes
-// that do not match their digest, or writes to containerd's content store.
+// that do not match their digest, pushes or serves under a repository what
+// the node did not pull from it, or writes to containerd's content store.
 package resolver

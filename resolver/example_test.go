@@ -44,9 +44,9 @@ func ExampleHealingResolver() {
 	os.MkdirAll(filepath.Join(hostsDir, edge), 0o755)
 	os.WriteFile(filepath.Join(hostsDir, edge, "hosts.toml"), []byte(`server = "`+srv.URL+`"`), 0o644)
 
-	// This node's content store still holds it.
-	store, _ := local.NewStore(filepath.Join(dir, "content"))
-	manifest := writeImage(ctx, store)
+	// This node's content store still holds it, pulled from edge/app.
+	store, _ := local.NewLabeledStore(filepath.Join(dir, "content"), labels{})
+	manifest := writeImage(ctx, store, map[string]string{content.SourceLabelPrefix + content.SourceHost(edge): "app"})
 
 	// containerd's docker resolver, wrapped.
 	inner := docker.NewResolver(docker.ResolverOptions{
@@ -66,11 +66,12 @@ func ExampleHealingResolver() {
 	// registry healed: true
 }
 
-// writeImage stores a one-layer image and returns its manifest digest.
-func writeImage(ctx context.Context, store ctrcontent.Store) digest.Digest {
+// writeImage stores a one-layer image, each blob with the source labels
+// containerd's pull sets, and returns its manifest digest.
+func writeImage(ctx context.Context, store ctrcontent.Store, source map[string]string) digest.Digest {
 	put := func(mt string, b []byte) ocispec.Descriptor {
 		d := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
-		ctrcontent.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(b), d)
+		ctrcontent.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(b), d, ctrcontent.WithLabels(source))
 		return d
 	}
 	layer := put(ocispec.MediaTypeImageLayer, []byte("a layer"))
@@ -80,4 +81,26 @@ func writeImage(ctx context.Context, store ctrcontent.Store) digest.Digest {
 		Config: put(ocispec.MediaTypeImageConfig, cfg), Layers: []ocispec.Descriptor{layer},
 	})
 	return put(ocispec.MediaTypeImageManifest, m).Digest
+}
+
+// labels keeps the local store's blob labels in memory, as containerd's
+// metadata database keeps them for its store.
+type labels map[digest.Digest]map[string]string
+
+func (l labels) Get(d digest.Digest) (map[string]string, error) { return l[d], nil }
+
+func (l labels) Set(d digest.Digest, m map[string]string) error { l[d] = m; return nil }
+
+func (l labels) Update(d digest.Digest, m map[string]string) (map[string]string, error) {
+	if l[d] == nil {
+		l[d] = map[string]string{}
+	}
+	for k, v := range m {
+		if v == "" {
+			delete(l[d], k)
+		} else {
+			l[d][k] = v
+		}
+	}
+	return l[d], nil
 }

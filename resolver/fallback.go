@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
@@ -43,8 +44,11 @@ func NewHealingResolver(inner remotes.Resolver, healer Healer, local content.Loc
 	return &HealingResolver{inner: inner, healer: healer, local: local}
 }
 
-// Resolve resolves ref with the wrapped resolver, healing on NotFound. A
-// reference regmend cannot parse is an errdefs.ErrInvalidArgument error.
+// Resolve resolves ref with the wrapped resolver, healing on NotFound. Only
+// content the node pulled from ref's repository is healed into it or served
+// (content.FromRepository, the mirror's rule); for any other the registry's
+// NotFound stands, saying why. A reference regmend cannot parse is an
+// errdefs.ErrInvalidArgument error.
 func (r *HealingResolver) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
 	name, desc, err := r.inner.Resolve(ctx, ref)
 	if err == nil || !errdefs.IsNotFound(err) {
@@ -60,6 +64,9 @@ func (r *HealingResolver) Resolve(ctx context.Context, ref string) (string, ocis
 	local, lerr := content.Describe(ctx, r.local.Store, parsed.Digest)
 	if lerr != nil || !r.healer.Allowed(parsed.Registry) {
 		return name, desc, err
+	}
+	if serr := r.fromRepository(ctx, parsed, parsed.Digest); serr != nil {
+		return name, desc, fmt.Errorf("%w (not served from the local store: %w)", err, serr)
 	}
 	if herr := r.heal(ctx, parsed, local); herr != nil {
 		log.G(ctx).WithError(herr).WithField("ref", ref).Warn("heal on not found failed; serving local content")
@@ -83,16 +90,21 @@ func (r *HealingResolver) heal(ctx context.Context, ref imageref.Ref, local ocis
 }
 
 // Fetcher returns the wrapped fetcher, falling back to the local store for
-// content the registry does not have.
+// content the registry does not have and the node pulled from ref's
+// repository.
 func (r *HealingResolver) Fetcher(ctx context.Context, ref string) (remotes.Fetcher, error) {
 	f, err := r.inner.Fetcher(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
+	parsed, perr := imageref.Parse(ref)
 	return remotes.FetcherFunc(func(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 		rc, err := f.Fetch(ctx, desc)
 		if err == nil || !errdefs.IsNotFound(err) {
 			return rc, err
+		}
+		if perr != nil || r.fromRepository(ctx, parsed, desc.Digest) != nil {
+			return nil, err
 		}
 		local, lerr := content.Open(ctx, r.local.Store, desc)
 		if lerr != nil {
@@ -110,4 +122,14 @@ func (r *HealingResolver) Pusher(ctx context.Context, ref string) (remotes.Pushe
 		return nil, fmt.Errorf("pusher for %s: %w", ref, err)
 	}
 	return p, nil
+}
+
+// fromRepository says why d may not be served or healed under ref's
+// repository, or nil when the node pulled it from there.
+func (r *HealingResolver) fromRepository(ctx context.Context, ref imageref.Ref, d digest.Digest) error {
+	info, err := r.local.Store.Info(ctx, d)
+	if err != nil {
+		return fmt.Errorf("local content %s: %w", d, err)
+	}
+	return content.CheckSource(info, ref.Registry, ref.Repository)
 }

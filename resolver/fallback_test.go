@@ -3,6 +3,8 @@ package resolver_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/remotes"
@@ -21,6 +23,12 @@ type notFound struct{ remotes.Resolver }
 
 func (notFound) Resolve(_ context.Context, ref string) (string, ocispec.Descriptor, error) {
 	return "", ocispec.Descriptor{}, fmt.Errorf("%s: %w", ref, errdefs.ErrNotFound)
+}
+
+func (notFound) Fetcher(context.Context, string) (remotes.Fetcher, error) {
+	return remotes.FetcherFunc(func(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+		return nil, fmt.Errorf("%s: %w", desc.Digest, errdefs.ErrNotFound)
+	}), nil
 }
 
 const digestRef = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -68,4 +76,55 @@ func FuzzHealingResolverResolve(f *testing.F) {
 			t.Fatalf("Resolve(%q) = %v", ref, err)
 		}
 	})
+}
+
+// TestHealingResolverNeverPushesContentFromAnotherRepository: a manifest
+// the node pulled from private/secret only, asked for as public/app, is
+// neither healed into public/app (with the node's credentials, its blobs
+// mounted across from private/secret) nor served from the local store:
+// the registry's NotFound stands, saying why.
+func TestHealingResolverNeverPushesContentFromAnotherRepository(t *testing.T) {
+	f := healtest.New(t)
+	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 256)
+	imagetest.WriteLocal(t, f.CS, f.Host, "private/secret", m)
+	r := resolver.NewHealingResolver(notFound{}, f.Healer, content.Local{Store: f.CS, Blobs: f.CS})
+
+	ref := f.Host + "/public/app@" + m.Desc.Digest.String()
+	_, desc, err := r.Resolve(context.Background(), ref)
+	if !errdefs.IsNotFound(err) {
+		t.Errorf("Resolve(%s) = %v, %v; want NotFound", ref, desc.Digest, err)
+	} else if want := "did not come from " + f.Host + "/public/app"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	if w := f.Log.Writes(); len(w) != 0 {
+		t.Errorf("the resolver wrote to the registry: %v", w)
+	}
+	for _, b := range m.Blobs() {
+		if f.Has(t, "public/app", kindOf(m, b), b) {
+			t.Errorf("%s reached public/app", b.Desc.Digest)
+		}
+	}
+	fetcher, err := r.Fetcher(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := fetcher.Fetch(context.Background(), m.Layers[0].Desc); !errdefs.IsNotFound(err) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("Fetch of a private/secret layer as public/app = %v; want the registry's NotFound", err)
+	}
+
+	// The same content asked for where it came from is healed.
+	if _, _, err := r.Resolve(context.Background(), f.Host+"/private/secret@"+m.Desc.Digest.String()); err != nil {
+		t.Fatalf("Resolve in the repository it came from: %v", err)
+	}
+	f.AssertWhole(t, "private/secret", m)
+}
+
+func kindOf(m *imagetest.Object, b imagetest.Blob) string {
+	if b.Desc.Digest == m.Desc.Digest {
+		return "manifests"
+	}
+	return "blobs"
 }

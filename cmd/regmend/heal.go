@@ -21,8 +21,8 @@ func healCommand() *cli.Command {
 		Usage:     "re-push an image the registry lost, leaves first, from containerd's content store",
 		ArgsUsage: "REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG",
 		Description: `A digest is healed through the local indexes that reference it, so a lost
-child manifest is restored under its index. A tag names the local image
-record. An orphan (a root the registry no longer holds) gets a retention tag
+child manifest is restored under its index; only content this node pulled
+from REPO is pushed into REPO. A tag names the local image record. An orphan (a root the registry no longer holds) gets a retention tag
 sha256-<hex>.regmend so the next garbage collection keeps it.
 
 Exit status: 0 healed or nothing to do, 3 partly healed (what is absent both

@@ -101,7 +101,9 @@ func parseRef(raw string) (imageRef, error) {
 // targets resolves a reference to what to heal. A tag names the local image
 // record's target. A digest is re-resolved through the local indexes that
 // reference it (pulled from the same repository), so a lost child is healed
-// through its index; a digest nothing references is its own root.
+// through its index; a digest nothing references is its own root, if the
+// node pulled it from that repository (content.Local.Roots): anything else
+// is a NotFound error saying so, never a push into another repository.
 func (n *node) targets(ctx context.Context, ref imageRef) ([]heal.Target, error) {
 	target := func(root ocispec.Descriptor) heal.Target {
 		return heal.Target{Registry: ref.Registry, Repository: ref.Repository, Root: root}

@@ -163,8 +163,32 @@ func (d *Daemon) peerServer(ctx context.Context) (*http.Server, net.Listener, er
 		l.Warn("regmend peer endpoint without TLS on a non-loopback address: the peer token and images cross the network in clear (peer_tls_cert, peer_tls_key)")
 	}
 	l.WithField("peers", len(c.members.Peers())).Info("regmend peer endpoint listening (bearer token required)")
-	srv := &http.Server{Handler: c.endpoint, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}
-	return srv, ln, nil
+	return peerHTTPServer(ctx, c.endpoint, peerIdleTimeout), ln, nil
+}
+
+// Limits of the peer endpoint's server, which anyone who reaches the port
+// may connect to before presenting a token. Peers send GET and HEAD with no
+// body, so a whole request is its headers: a bearer token of at most 1 KiB
+// and a path.
+const (
+	peerReadHeaderTimeout = 10 * time.Second
+	peerReadTimeout       = 15 * time.Second // headers and an empty body
+	peerIdleTimeout       = 30 * time.Second // a kept-alive connection between requests
+	peerMaxHeaderBytes    = 8 << 10          // larger headers get 431
+)
+
+// peerHTTPServer serves h with bounded reads and keep-alive, so no client
+// holds a connection for long without sending a request; idle is the
+// keep-alive bound (peerIdleTimeout; tests shorten it).
+func peerHTTPServer(ctx context.Context, h http.Handler, idle time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ReadHeaderTimeout: peerReadHeaderTimeout,
+		ReadTimeout:       peerReadTimeout,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    peerMaxHeaderBytes,
+	}
 }
 
 // runMembers keeps DNS membership fresh until ctx is done.

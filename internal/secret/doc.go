@@ -4,7 +4,9 @@
 //
 // It reads a token from a file, creates one when the file is absent, follows
 // the file as it is rotated, compares a presented token in constant time, and
-// wraps an http.Handler so that only requests carrying the token reach it.
+// wraps an http.Handler so that only requests carrying the token reach it
+// (a request presenting none, or one no token could be, is refused without
+// looking at the token file).
 //
 // A token is never logged, never put in an error, and never taken from the
 // command line or the environment: a Token's String and Format print

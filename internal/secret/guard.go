@@ -72,21 +72,36 @@ func RefusalOf(ctx context.Context) (reason Reason, err error, ok bool) {
 // tells why (RefusalOf). deny decides the answer: the mirror's says 404 so
 // that containerd treats it as a miss, where a 401 would start containerd's
 // auth flow; a peer endpoint's says 401 with WWW-Authenticate: Bearer.
+//
+// A request that presents no credential, or one no token could be (Parse's
+// rules), is refused before src is asked: anyone can send those, and they
+// must cost no lock and no look at a token file. When a well-formed token
+// does not match and src is a Refresher, src is asked to look again, so a
+// rotated token is accepted at its first use.
 func Require(src Source, from Credential, next, deny http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		presented, ok := from(r)
-		tok, err := src.Token(r.Context())
 		var why refusal
 		switch {
-		case err != nil:
-			why = refusal{reason: Unavailable, err: err}
 		case !ok:
 			why = refusal{reason: Missing}
-		case !tok.Matches(presented):
+		case checkToken([]byte(presented)) != nil:
 			why = refusal{reason: Wrong}
 		default:
-			next.ServeHTTP(w, r)
-			return
+			ctx := r.Context()
+			tok, err := src.Token(ctx)
+			if rs, ok := src.(Refresher); ok && (err != nil || !tok.Matches(presented)) {
+				tok, err = rs.Refresh(ctx)
+			}
+			switch {
+			case err != nil:
+				why = refusal{reason: Unavailable, err: err}
+			case !tok.Matches(presented):
+				why = refusal{reason: Wrong}
+			default:
+				next.ServeHTTP(w, r)
+				return
+			}
 		}
 		deny.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), refusalKey{}, why)))
 	})

@@ -6,8 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 type failingSource struct{}
@@ -82,4 +86,84 @@ func TestRequire(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingSource counts the times a guard asks for the token.
+type countingSource struct {
+	src Source
+	n   atomic.Int32
+}
+
+func (c *countingSource) Token(ctx context.Context) (Token, error) {
+	c.n.Add(1)
+	return c.src.Token(ctx)
+}
+
+// TestRequireRefusesWithoutLookingAtTheToken: a request with no credential,
+// or one no token could be, is refused before the Source is asked, so
+// anyone on the network can send them without costing a lock and a stat of
+// the token file each; a request with the right token costs no stat either
+// while the last look at the file is fresh.
+func TestRequireRefusesWithoutLookingAtTheToken(t *testing.T) {
+	tok, _ := Generate()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	refused := [][]string{
+		nil,                       // no Authorization
+		{"Basic " + tok.Reveal()}, // another scheme
+		{"Bearer"},                // no token
+		{"Bearer short"},          // under MinLength
+		{"Bearer " + strings.Repeat("x", MaxLength+1)},
+		{"Bearer " + strings.Repeat("\x01", MinLength)},      // not visible ASCII
+		{"Bearer " + tok.Reveal(), "Bearer " + tok.Reveal()}, // twice
+	}
+	do := func(t *testing.T, h http.Handler, auth []string) int {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+		if auth != nil {
+			req.Header["Authorization"] = auth
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+
+	t.Run("any source", func(t *testing.T) {
+		src := &countingSource{src: Static(tok)}
+		h := Require(src, FromBearer(), ok, deny)
+		for range 10 {
+			for _, auth := range refused {
+				if code := do(t, h, auth); code != http.StatusUnauthorized {
+					t.Fatalf("Authorization %q: %d, want 401", auth, code)
+				}
+			}
+		}
+		if n := src.n.Load(); n != 0 {
+			t.Errorf("%d refused requests asked the Source %d times, want 0", 10*len(refused), n)
+		}
+	})
+	t.Run("token file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "token")
+		writeToken(t, p, tok.Reveal(), 0o600)
+		f, err := ReadFile(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := NewFileSource(f)
+		src.recheck = time.Hour // however slow the machine, the last look stays fresh
+		var stats atomic.Int32
+		src.stat = func(name string) (os.FileInfo, error) { stats.Add(1); return os.Stat(name) }
+		h := Require(src, FromBearer(), ok, deny)
+		for range 10 {
+			for _, auth := range refused {
+				do(t, h, auth)
+			}
+			if code := do(t, h, []string{"Bearer " + tok.Reveal()}); code != http.StatusOK {
+				t.Fatalf("the right token: %d", code)
+			}
+		}
+		if n := stats.Load(); n != 0 {
+			t.Errorf("%d refused and 10 accepted requests took %d stats of the token file, want 0", 10*len(refused), n)
+		}
+	})
 }

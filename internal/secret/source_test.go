@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,7 +23,7 @@ func TestFileSourceFollowsRotation(t *testing.T) {
 	src := NewFileSource(f)
 	current := func() string {
 		t.Helper()
-		tok, err := src.Token(ctx)
+		tok, err := src.Refresh(ctx) // what a guard does when a token does not match
 		if err != nil {
 			return "error: " + err.Error()
 		}
@@ -68,5 +69,36 @@ func TestFileSourceFollowsRotation(t *testing.T) {
 	os.Chtimes(p, later, later)
 	if got := current(); got != first {
 		t.Errorf("after the file was fixed: %q", got)
+	}
+}
+
+// TestFileSourceLooksAtTheFileAtMostOnceASecond: Token costs no stat while
+// the last look at the file is fresher than the recheck interval (a
+// second); after that, one.
+func TestFileSourceLooksAtTheFileAtMostOnceASecond(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "token")
+	writeToken(t, p, strings.Repeat("1", 64), 0o600)
+	f, err := ReadFile(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewFileSource(f)
+	src.recheck = time.Hour // however slow the machine, the last look stays fresh
+	var stats atomic.Int32
+	src.stat = func(name string) (os.FileInfo, error) { stats.Add(1); return os.Stat(name) }
+	for range 100 {
+		if tok, err := src.Token(ctx); err != nil || !tok.Matches(strings.Repeat("1", 64)) {
+			t.Fatalf("Token = %v, %v", tok, err)
+		}
+	}
+	if n := stats.Load(); n != 0 {
+		t.Errorf("100 Token calls while the last look is fresh took %d stats, want 0", n)
+	}
+	src.recheck = time.Millisecond
+	time.Sleep(2 * time.Millisecond) // the last look is now older than recheck
+	src.Token(ctx)
+	if n := stats.Load(); n != 1 {
+		t.Errorf("Token after the recheck interval took %d stats, want 1", n)
 	}
 }

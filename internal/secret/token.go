@@ -42,20 +42,28 @@ func Generate() (Token, error) {
 // errdefs.ErrInvalidArgument and never contain the token.
 func Parse(b []byte) (Token, error) {
 	b = bytes.TrimSpace(b)
+	if err := checkToken(b); err != nil {
+		return Token{}, err
+	}
+	return newToken(string(b)), nil
+}
+
+// checkToken applies Parse's rules to b, already trimmed.
+func checkToken(b []byte) error {
 	switch {
 	case len(b) == 0:
-		return Token{}, fmt.Errorf("token is empty: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("token is empty: %w", errdefs.ErrInvalidArgument)
 	case len(b) < MinLength:
-		return Token{}, fmt.Errorf("token has %d characters, want at least %d: %w", len(b), MinLength, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("token has %d characters, want at least %d: %w", len(b), MinLength, errdefs.ErrInvalidArgument)
 	case len(b) > MaxLength:
-		return Token{}, fmt.Errorf("token has %d characters, want at most %d: %w", len(b), MaxLength, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("token has %d characters, want at most %d: %w", len(b), MaxLength, errdefs.ErrInvalidArgument)
 	}
 	for i, c := range b {
 		if c < 0x21 || c > 0x7e {
-			return Token{}, fmt.Errorf("token character %d is not visible ASCII (space, control or non-ASCII byte): %w", i+1, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("token character %d is not visible ASCII (space, control or non-ASCII byte): %w", i+1, errdefs.ErrInvalidArgument)
 		}
 	}
-	return newToken(string(b)), nil
+	return nil
 }
 
 func newToken(v string) Token { return Token{value: v, sum: sha256.Sum256([]byte(v))} }

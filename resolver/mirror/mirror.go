@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,7 +104,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	info, err := m.info(ctx, req.digest)
-	if err != nil || !slices.Contains(content.Sources(info.Labels, req.registry), req.repo) {
+	if err != nil || !content.FromRepository(info.Labels, req.registry, req.repo) {
 		// Only content pulled from this repository of this registry is
 		// served (and healed): naming a registry in ns, or a digest under
 		// another repository, does not unlock content that came from

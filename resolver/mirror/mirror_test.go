@@ -216,11 +216,25 @@ func TestMirrorHealsInBackgroundOncePerRoot(t *testing.T) {
 // does not compete with the pull it serves; it starts once the repository
 // goes quiet.
 func TestQueueHealsAfterTheRepositoryGoesQuiet(t *testing.T) {
+	const quiet = 300 * time.Millisecond
 	f := healtest.New(t)
 	m1, _ := f.Orphan(t, imagetest.OCI)
+	var (
+		mu    sync.Mutex
+		sent  []time.Time // when each mirror request was sent
+		first time.Time   // when the heal's first request reached the registry
+	)
+	f.SetFault(func(http.ResponseWriter, *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		return false
+	})
 	remote, _ := registry.NewRemote(registry.WithHostsDir(f.HostsDir), registry.WithRegistries(f.Host))
 	healer, _ := heal.NewHealer(f.CS, remote)
-	q, err := heal.NewQueue(healer, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQuietPeriod(200*time.Millisecond))
+	q, err := heal.NewQueue(healer, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQuietPeriod(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,14 +242,51 @@ func TestQueueHealsAfterTheRepositoryGoesQuiet(t *testing.T) {
 	srv := httptest.NewServer(New(f.CS, remote, WithHealQueue(q)))
 	t.Cleanup(srv.Close)
 
+	// Busy for three quiet periods (a heal waits ten at most), one request
+	// at a time, as a pull is.
 	url := srv.URL + "/v2/app/blobs/" + m1.Layers[0].Desc.Digest.String() + "?ns=" + f.Host
-	for end := time.Now().Add(600 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		get(t, http.MethodGet, url)
+	tick := time.NewTicker(quiet / 6)
+	defer tick.Stop()
+	for end := time.Now().Add(3 * quiet); time.Now().Before(end); <-tick.C {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+		if resp, _ := get(t, http.MethodGet, url); resp.StatusCode != http.StatusOK {
+			t.Fatalf("mirror: %d", resp.StatusCode)
+		}
 	}
-	if w := f.Log.All(); len(w) != 0 {
-		t.Fatalf("the heal reached the registry while the mirror was still busy: %v", w)
-	}
+	imagetest.WaitUntil(t, 5*time.Second, "the heal's first request to the registry", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !first.IsZero()
+	})
 	imagetest.WaitUntil(t, 5*time.Second, "heal after the repository went quiet", func() bool {
 		return imagetest.Has(t, f.Base, "app", "manifests", m1.Desc.Digest.String())
 	})
+
+	// Request k queues its heal request after it is sent and before
+	// request k+1 is: a heal that waits a quiet period after the last
+	// request it saw, k, reaches the registry no sooner than quiet after
+	// s[k], and request k+2 is sent after it started. So some request was
+	// followed by at most one more within quiet before the registry heard.
+	mu.Lock()
+	defer mu.Unlock()
+	var before []time.Time
+	for _, s := range sent {
+		if s.Before(first) {
+			before = append(before, s)
+		}
+	}
+	longest := time.Duration(0)
+	for k, s := range before {
+		next := first
+		if k+2 < len(before) {
+			next = before[k+2]
+		}
+		longest = max(longest, next.Sub(s))
+	}
+	if longest < quiet {
+		t.Errorf("the heal reached the registry %s after the first of %d mirror requests, while the repository was busy (at most %s between a request and the one after next); want it after a quiet period of %s",
+			first.Sub(sent[0]), len(before), longest, quiet)
+	}
 }

@@ -16,7 +16,8 @@ import (
 
 // NewEndpoint returns the peer endpoint's handler. Every request must carry
 // "Authorization: Bearer <token>" matching token (compared in constant
-// time); any other gets 401 with WWW-Authenticate and no content. An
+// time); any other gets 401 with WWW-Authenticate and no content, and its
+// connection is closed. An
 // authenticated request goes to serve, a mirror of the local store only
 // (one without a fallback, so a peer's request never reaches further
 // peers, and with the heal queue, so serving a peer counts as a local hit),
@@ -47,6 +48,8 @@ func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics, opt
 		body := `{"errors":[{"code":"UNAUTHORIZED","message":"peer token required"}]}` + "\n"
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regmend-peer"`)
 		w.Header().Set("Content-Type", "application/json")
+		// A client without the token keeps no connection open.
+		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusUnauthorized)
 		if r.Method != http.MethodHead {
 			w.Write([]byte(body))

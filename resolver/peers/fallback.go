@@ -114,11 +114,15 @@ func (c *Client) serveManifest(ctx context.Context, w http.ResponseWriter, r *ht
 		c.metrics.request("error")
 		return fmt.Errorf("peer %s: manifest of %d bytes exceeds %d: %w", h.peer.ID, h.size, maxManifest, errdefs.ErrInvalidArgument)
 	}
-	f, err := c.get(ctx, h.peer, ref)
+	f, err := c.get(ctx, h.peer, ref, h.size)
 	if err != nil {
 		return err
 	}
 	defer f.close()
+	if f.resp.ContentLength > maxManifest {
+		c.metrics.request("error")
+		return fmt.Errorf("peer %s: manifest %s of %d bytes exceeds %d: %w", h.peer.ID, ref.Digest, f.resp.ContentLength, maxManifest, errdefs.ErrInvalidArgument)
+	}
 	b, err := io.ReadAll(io.LimitReader(idleReader{r: f.resp.Body, reset: f.reset}, maxManifest+1))
 	if err != nil {
 		c.metrics.request("error")
@@ -148,17 +152,14 @@ func (c *Client) serveManifest(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 func (c *Client) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, ref mirror.Ref, h holder) error {
-	f, err := c.get(ctx, h.peer, ref)
+	f, err := c.get(ctx, h.peer, ref, h.size)
 	if err != nil {
 		return err
 	}
 	defer f.close()
-	if h.size < 0 {
-		h.size = f.resp.ContentLength // a hinted GET: the peer's answer says
-	}
-	if f.resp.ContentLength != h.size || h.size < 0 {
+	if h.size = f.resp.ContentLength; h.size < 0 {
 		c.metrics.request("error")
-		return fmt.Errorf("blob %s from peer %s: %d bytes, its HEAD said %d: %w", ref.Digest, h.peer.ID, f.resp.ContentLength, h.size, errdefs.ErrDataLoss)
+		return fmt.Errorf("blob %s from peer %s: no Content-Length: %w", ref.Digest, h.peer.ID, errdefs.ErrDataLoss)
 	}
 	start, end, partial := parseRange(r.Header.Get("Range"), h.size)
 	blobHeaders(w, ref, end-start+1)
@@ -216,8 +217,10 @@ func (f *fetch) close() {
 	f.cancel()
 }
 
-// get sends GET for ref to p.
-func (c *Client) get(ctx context.Context, p Peer, ref mirror.Ref) (*fetch, error) {
+// get sends GET for ref to p. size is what p's HEAD said, or -1 for a
+// hinted GET sent without one: an answer whose Content-Length differs is
+// refused before any of its body is read.
+func (c *Client) get(ctx context.Context, p Peer, ref mirror.Ref, size int64) (*fetch, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(c.timeout, cancel)
 	fail := func(err error) (*fetch, error) {
@@ -244,6 +247,10 @@ func (c *Client) get(ctx context.Context, p Peer, ref mirror.Ref) (*fetch, error
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != ref.Digest.String() {
 		resp.Body.Close()
 		return fail(fmt.Errorf("GET %s from peer %s: status %d, digest %q: %w", ref.Digest, p.ID, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), errdefs.ErrUnavailable))
+	}
+	if size >= 0 && resp.ContentLength != size {
+		resp.Body.Close()
+		return fail(fmt.Errorf("GET %s from peer %s: Content-Length %d, but its HEAD said %d bytes: %w", ref.Digest, p.ID, resp.ContentLength, size, errdefs.ErrDataLoss))
 	}
 	timer.Reset(c.idle)
 	return &fetch{resp: resp, cancel: cancel, timer: timer, idle: c.idle}, nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,10 +15,13 @@ import (
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regmend/regmend/internal/imagetest"
+	"github.com/regmend/regmend/internal/secret"
 	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/mirror"
 	"github.com/regmend/regmend/resolver/registry"
 )
 
@@ -39,41 +41,39 @@ func memRegistry(t *testing.T) (base, host, hostsDir string) {
 }
 
 // takeoverSetup is a node that holds an orphan and ranks second among its
-// holders, behind owner, a peer that says it holds the root but never heals.
+// holders, behind owner: a real peer endpoint over a real mirror of a store
+// holding the root, whose heal queue only records requests, so it holds the
+// root but never heals.
 type takeoverSetup struct {
-	base    string
-	img     *imagetest.Object
-	target  heal.Target
-	healer  *heal.Healer
-	owner   *httptest.Server
-	nudges  atomic.Int32
-	healing atomic.Bool // the owner answers probes saying it is healing
-	metrics *prometheus.Registry
+	base       string
+	img        *imagetest.Object
+	target     heal.Target
+	healer     *heal.Healer
+	owner      *httptest.Server
+	ownerQueue *recordingQueue // the owner's nudges: heal requests it received
+	healing    atomic.Bool     // the owner says it is healing the root
+	metrics    *prometheus.Registry
 }
 
 func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup {
 	t.Helper()
-	s := &takeoverSetup{metrics: prometheus.NewRegistry()}
+	s := &takeoverSetup{metrics: prometheus.NewRegistry(), ownerQueue: &recordingQueue{}}
 	var host, hostsDir string
 	s.base, host, hostsDir = memRegistry(t)
 	cs, _ := imagetest.LocalStore(t)
 	s.img = imagetest.Manifest(t, imagetest.OCI, imagetest.Platform("linux", "amd64"), 2, 4096)
 	imagetest.WriteLocal(t, cs, host, testRepo, s.img)
 	s.target = heal.Target{Registry: host, Repository: testRepo, Root: s.img.Root()}
-	s.owner = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodHead || !strings.HasSuffix(r.URL.Path, "/manifests/"+s.img.Desc.Digest.String()) {
-			t.Errorf("unexpected access: %s %s", r.Method, r.URL)
-			w.WriteHeader(404)
-			return
-		}
-		if r.Header.Get(ProbeHeader) == "" {
-			s.nudges.Add(1)
-		} else if s.healing.Load() {
-			w.Header().Set(HealingHeader, "1")
-		}
-		w.Header().Set("Docker-Content-Digest", s.img.Desc.Digest.String())
-		w.Header().Set("Content-Length", strconv.Itoa(len(s.img.Data)))
-	}))
+
+	tok := newToken(t)
+	ownerStore, _ := imagetest.LocalStore(t)
+	imagetest.WriteLocal(t, ownerStore, host, testRepo, s.img)
+	healing := func(registry, repo string, d digest.Digest) bool {
+		return s.healing.Load() && registry == host && repo == testRepo && d == s.img.Desc.Digest
+	}
+	s.owner = httptest.NewServer(NewEndpoint(secret.Static(tok),
+		mirror.New(ownerStore, allowAll{}, mirror.WithHealQueue(s.ownerQueue)), mirror.New(ownerStore, allowAll{}),
+		NewMetrics(prometheus.NewRegistry()), WithHealing(healing)))
 	t.Cleanup(s.owner.Close)
 	ownerPeer, _ := ParsePeer(s.owner.URL)
 	// This node's identity: one that ranks behind the owner for the root.
@@ -88,7 +88,7 @@ func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewClient(members, staticSource(newToken(t)), WithTimeout(500*time.Millisecond))
+	c, err := NewClient(members, secret.Static(tok), WithTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +101,17 @@ func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup 
 		t.Fatal(err)
 	}
 	return s
+}
+
+// nudges counts the owner's heal requests for the root.
+func (s *takeoverSetup) nudges() int {
+	n := 0
+	for _, d := range s.ownerQueue.requests() {
+		if d == s.img.Desc.Digest {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *takeoverSetup) counter(t *testing.T, name string) float64 {
@@ -134,7 +145,7 @@ func TestStuckOwnerTakenOver(t *testing.T) {
 	if s.counter(t, "regmend_heal_takeovers_total") != 1 || s.counter(t, "regmend_heals_deferred_total") != 1 {
 		t.Errorf("deferred %v, takeovers %v; want 1 and 1", s.counter(t, "regmend_heals_deferred_total"), s.counter(t, "regmend_heal_takeovers_total"))
 	}
-	if s.nudges.Load() < 1 {
+	if s.nudges() < 1 {
 		t.Error("the owner was never asked for the root (nudged)")
 	}
 }
@@ -145,7 +156,7 @@ func TestDeadOwnerTakenOverAtOnce(t *testing.T) {
 	go func() {
 		// The owner dies once this node has deferred to it (or after 5s).
 		deadline := time.Now().Add(5 * time.Second)
-		for s.nudges.Load() == 0 && time.Now().Before(deadline) {
+		for s.nudges() == 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.owner.CloseClientConnections()
@@ -175,7 +186,7 @@ func TestOwnerHealsOthersStandBy(t *testing.T) {
 		res, err := s.healer.Heal(context.Background(), s.target)
 		done <- result{res, err}
 	}()
-	eventually(t, "this node defers to the owner", func() bool { return s.nudges.Load() > 0 })
+	eventually(t, "this node defers to the owner", func() bool { return s.nudges() > 0 })
 	imagetest.Push(t, s.base, testRepo, "v1", s.img) // the owner heals
 	var r result
 	select {

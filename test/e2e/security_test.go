@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -294,9 +295,13 @@ func TestCredentialsNeverInOutput(t *testing.T) {
 	}
 	wrongAuth, rightAuth := authFile(t, reg.addr, user, wrong), authFile(t, reg.addr, user, right)
 
+	// The registry's refusal, as regmend words it: the request it refused,
+	// its status, and the class (not any text that happens to hold "401").
+	refused := "registry " + reg.addr + "/app: is manifest " + d1.String() + " there: HEAD http://" + reg.addr + "/v2/app/manifests/" + d1.String() +
+		": registry answered 401 Unauthorized: unauthorized"
 	out, code := regmend(ctx, t, node, "--log-level", "debug", "--auth-file", wrongAuth, "heal", ref)
-	if code != 1 || !strings.Contains(strings.ToLower(out), "unauthorized") && !strings.Contains(out, "401") {
-		t.Errorf("heal with a wrong password exit %d, want 1 and the refusal named:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "regmend: "+refused) {
+		t.Errorf("heal with a wrong password exit %d, want 1 and %q:\n%s", code, refused, out)
 	}
 	t.Logf("heal with a wrong password says: %s", strings.TrimSpace(out))
 	leaks("heal output (wrong password)", out)
@@ -330,8 +335,10 @@ func TestCredentialsNeverInOutput(t *testing.T) {
 		if !strings.Contains(log, `"level":"debug"`) {
 			t.Errorf("%s: serve logged nothing at debug", c.name)
 		}
-		if c.auth == wrongAuth && !strings.Contains(log, "401") && !strings.Contains(strings.ToLower(log), "unauthorized") {
-			t.Errorf("%s: serve's log does not say the registry refused the credentials:\n%s", c.name, log)
+		if c.auth == wrongAuth && !slices.ContainsFunc(strings.Split(log, "\n"), func(l string) bool {
+			return strings.Contains(l, `"msg":"heal failed"`) && strings.Contains(l, `"error":"`+refused+`"`)
+		}) {
+			t.Errorf("%s: serve's log does not say %q:\n%s", c.name, refused, log)
 		}
 		leaks("serve debug log ("+c.name+")", log)
 	}
@@ -353,4 +360,35 @@ func otherPort(t *testing.T, addr string) string {
 		t.Fatalf("address %q: want host:port", addr)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n%65535+1))
+}
+
+// TestHealNeverPushesContentFromAnotherRepository: content the node pulled
+// from private/secret, named under public/app, is not pushed there by
+// `regmend heal` or `check --fix` (with the node's credentials, its blobs
+// mounted across from private/secret): both exit 1 saying the content did
+// not come from public/app, and the registry sees no write.
+func TestHealNeverPushesContentFromAnotherRepository(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	reg := harness.StartRegistry(t, harness.RegistryOptions{})
+	node := harness.StartContainerd(t, harness.ContainerdOptions{Name: "nodeA"})
+	node.UseRegistry(reg)
+	img := harness.PushImage(ctx, t, reg.Ref("private/secret:v1"), harness.ImageSpec{Layers: 1, LayerSize: 4096})
+	mustPull(ctx, t, node, reg.Ref("private/secret@"+img.Digest.String()))
+	before := len(reg.Requests())
+
+	ref := reg.Ref("public/app@" + img.Digest.String())
+	want := "did not come from " + reg.Addr() + "/public/app"
+	for _, args := range [][]string{{"heal", ref}, {"check", "--fix", ref}} {
+		out, code := regmend(ctx, t, node, args...)
+		if code != 1 || !strings.Contains(out, want) || !strings.Contains(out, "private/secret") {
+			t.Errorf("regmend %s: exit %d, want 1 and %q naming private/secret:\n%s", strings.Join(args, " "), code, want, out)
+		}
+	}
+	if w := writes(reg.Requests()[before:]); len(w) != 0 {
+		t.Errorf("the registry saw writes: %v", w)
+	}
+	if reg.ManifestExists("public/app", img.Digest) {
+		t.Error("the private/secret manifest reached public/app")
+	}
 }
