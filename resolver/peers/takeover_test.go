@@ -48,6 +48,7 @@ type takeoverSetup struct {
 	owner   *httptest.Server
 	nudges  atomic.Int32
 	healing atomic.Bool // the owner answers probes saying it is healing
+	healed  atomic.Bool // the owner answers probes saying it healed the root
 	metrics *prometheus.Registry
 }
 
@@ -68,8 +69,13 @@ func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup 
 		}
 		if r.Header.Get(ProbeHeader) == "" {
 			s.nudges.Add(1)
-		} else if s.healing.Load() {
-			w.Header().Set(HealingHeader, "1")
+		} else {
+			if s.healing.Load() {
+				w.Header().Set(HealingHeader, "1")
+			}
+			if s.healed.Load() {
+				w.Header().Set(HealedHeader, "0")
+			}
 		}
 		w.Header().Set("Docker-Content-Digest", s.img.Desc.Digest.String())
 		w.Header().Set("Content-Length", strconv.Itoa(len(s.img.Data)))
@@ -177,6 +183,7 @@ func TestOwnerHealsOthersStandBy(t *testing.T) {
 	}()
 	eventually(t, "this node defers to the owner", func() bool { return s.nudges.Load() > 0 })
 	imagetest.Push(t, s.base, testRepo, "v1", s.img) // the owner heals
+	s.healed.Store(true)
 	var r result
 	select {
 	case r = <-done:
