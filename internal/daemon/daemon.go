@@ -46,6 +46,7 @@ type Daemon struct {
 	metrics *heal.Metrics
 	reg     *prometheus.Registry
 	cluster *cluster // nil unless cluster mode is on
+	sweeps  sweeps
 }
 
 // New validates cfg and builds the daemon. The mirror's own listen address
