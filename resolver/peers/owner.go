@@ -71,8 +71,9 @@ func (r *Ranker) Turn(ctx context.Context, t heal.Target) (heal.Turn, error) {
 }
 
 // Ask probes the owner (turn.Ahead[0]) for t's root: one request, under
-// the peer timeout. While the owner says it is not healing, it also
-// probes the other holders before this node, MaxRankWait in all at most,
+// the peer timeout. While the owner says it is not healing (and has ended
+// no heal since the last answer), it also probes the other holders before
+// this node, MaxRankWait in all at most,
 // so that a holder that took the heal over from a stuck owner counts as
 // progress. It never asks the registry, nor the peers ranked after this
 // node, so a standing-by node's cost does not grow with the fleet. An
@@ -101,8 +102,11 @@ func (r *Ranker) Ask(ctx context.Context, t heal.Target, turn heal.Turn) (heal.T
 		return turn, fmt.Errorf("ask owner %s about %s: no answer as a holder: %w", turn.Ahead[0], t, errdefs.ErrUnavailable)
 	}
 	next := turn
-	next.AheadHealing, next.AheadHealed = owner.healing, owner.healed
-	if !owner.healing {
+	next.AheadHealing, next.AheadHealed = owner.healing, later(turn.AheadHealed, owner.healed)
+	// An owner that says it ended a heal since the last answer needs no
+	// second opinion: the caller asks the registry.
+	fresh := owner.healed.After(turn.AheadHealed.Add(time.Second))
+	if !owner.healing && !fresh {
 		others := turn.Ahead[1:min(len(turn.Ahead), heal.MaxRankWait)]
 		answers := make([]*holder, len(others))
 		var wg sync.WaitGroup
