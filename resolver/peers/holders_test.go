@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,30 +24,31 @@ import (
 	"github.com/regmend/regmend/resolver/registry"
 )
 
-// fakeHolder is a peer that holds one root; the owner among them may say
+// fakeHolder is a peer that holds one root; its probes' answers may say
 // it is healing it, or that it healed it.
 type fakeHolder struct {
 	srv      *httptest.Server
 	id       string
 	requests atomic.Int64
+	healing  atomic.Bool
+	healed   atomic.Bool
 }
 
-// standingBy is a node that holds an orphan and ranks after the owner
-// among n holders: itself and n-1 fake peers.
+// standingBy is a node that holds an orphan and ranks rank among n
+// holders: itself and n-1 fake peers.
 type standingBy struct {
 	base     string
 	img      *imagetest.Object
 	target   heal.Target
 	healer   *heal.Healer
 	holders  []*fakeHolder
+	ahead    []*fakeHolder // the holders ranked before this node, the owner first
 	owner    *fakeHolder
 	registry atomic.Int64 // requests the registry saw
-	healing  atomic.Bool
-	healed   atomic.Bool
 	metrics  *prometheus.Registry
 }
 
-func newStandingBy(t *testing.T, n int, takeoverAfter time.Duration) *standingBy {
+func newStandingBy(t *testing.T, n, rank int, takeoverAfter time.Duration) *standingBy {
 	t.Helper()
 	s := &standingBy{metrics: prometheus.NewRegistry()}
 	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
@@ -67,7 +69,6 @@ func newStandingBy(t *testing.T, n int, takeoverAfter time.Duration) *standingBy
 	imagetest.WriteLocal(t, cs, host, testRepo, s.img)
 	s.target = heal.Target{Registry: host, Repository: testRepo, Root: s.img.Root()}
 
-	var ownerID atomic.Pointer[string]
 	ids, urls := []string{}, []string{}
 	for range n - 1 {
 		h := &fakeHolder{}
@@ -78,11 +79,11 @@ func newStandingBy(t *testing.T, n int, takeoverAfter time.Duration) *standingBy
 				w.WriteHeader(404)
 				return
 			}
-			if id := ownerID.Load(); id != nil && *id == h.id && r.Header.Get(ProbeHeader) != "" {
-				if s.healing.Load() {
+			if r.Header.Get(ProbeHeader) != "" {
+				if h.healing.Load() {
 					w.Header().Set(HealingHeader, "1")
 				}
-				if s.healed.Load() {
+				if h.healed.Load() {
 					w.Header().Set(HealedHeader, "0")
 				}
 			}
@@ -98,17 +99,14 @@ func newStandingBy(t *testing.T, n int, takeoverAfter time.Duration) *standingBy
 	self := ""
 	for port := 1; self == ""; port++ {
 		id := "127.0.0.1:" + strconv.Itoa(port)
-		if Rendezvous(s.img.Desc.Digest, append([]string{id}, ids...))[0] != id {
+		if slices.Index(Rendezvous(s.img.Desc.Digest, append([]string{id}, ids...)), id) == rank {
 			self = id
 		}
 	}
-	first := Rendezvous(s.img.Desc.Digest, append([]string{self}, ids...))[0]
-	for _, h := range s.holders {
-		if h.id == first {
-			s.owner = h
-		}
+	for _, id := range Rendezvous(s.img.Desc.Digest, append([]string{self}, ids...))[:rank] {
+		s.ahead = append(s.ahead, s.holders[slices.Index(ids, id)])
 	}
-	ownerID.Store(&first)
+	s.owner = s.ahead[0]
 	members, err := NewMembership(WithSelf(self), WithStatic(urls...))
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +142,8 @@ func TestStandingByCostIndependentOfFleet(t *testing.T) {
 	const after = time.Second // an interval of 250ms
 	for _, n := range []int{4, 16} {
 		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
-			s := newStandingBy(t, n, after)
-			s.healing.Store(true)
+			s := newStandingBy(t, n, 1, after)
+			s.owner.healing.Store(true)
 			type result struct {
 				res *heal.Result
 				err error
@@ -172,8 +170,8 @@ func TestStandingByCostIndependentOfFleet(t *testing.T) {
 			}
 
 			imagetest.Push(t, s.base, testRepo, "v1", s.img) // the owner healed
-			s.healing.Store(false)
-			s.healed.Store(true)
+			s.owner.healing.Store(false)
+			s.owner.healed.Store(true)
 			healedAt := time.Now()
 			var r result
 			select {
@@ -191,5 +189,36 @@ func TestStandingByCostIndependentOfFleet(t *testing.T) {
 				t.Errorf("pushed %d; want the heal counted as done by a peer, and no takeover", r.res.Pushed)
 			}
 		})
+	}
+}
+
+// TestStandingByCountsATakeoverAhead: the owner is alive but says nothing
+// (stuck); the holder ranked second took the heal over and says it is
+// healing. The holder ranked third counts that as progress rather than
+// take over too, and ends when the second says it healed the root.
+func TestStandingByCountsATakeoverAhead(t *testing.T) {
+	const after = 400 * time.Millisecond // rank 2 takes over after 800ms without progress
+	s := newStandingBy(t, 6, 2, after)
+	second := s.ahead[1]
+	second.healing.Store(true)
+	const busy = 2 * time.Second
+	pushed := make(chan struct{})
+	time.AfterFunc(busy, func() {
+		defer close(pushed)
+		imagetest.Push(t, s.base, testRepo, "v1", s.img)
+		second.healing.Store(false)
+		second.healed.Store(true)
+	})
+	defer func() { <-pushed }()
+	start := time.Now()
+	res, err := s.healer.Heal(context.Background(), s.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < busy {
+		t.Errorf("ended after %s, before the holder ahead healed the root at %s", took, busy)
+	}
+	if res.Pushed != 0 || imagetest.Metric(t, s.metrics, "regmend_heal_takeovers_total") != 0 || imagetest.Metric(t, s.metrics, "regmend_heals_done_by_peer_total") != 1 {
+		t.Errorf("pushed %d; want no takeover while a holder ahead heals, and the heal counted as done by a peer", res.Pushed)
 	}
 }
