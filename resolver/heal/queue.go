@@ -183,7 +183,8 @@ func (q *Queue) Len() int {
 
 // Run heals queued requests until ctx is done, as many at once as there
 // are workers. A heal that waits its turn among a fleet's holders
-// (WithOwnership) hands its worker back meanwhile.
+// (WithOwnership), or for another job's heal of the same root (a pull
+// queues one job per blob), hands its worker back meanwhile.
 func (q *Queue) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
