@@ -136,15 +136,20 @@ func (c *cluster) mirrorOptions() []mirror.Option {
 
 // buildEndpoint makes the peer endpoint: the local store only (no
 // fallback), with the heal queue except for ownership probes, which also
-// learn whether this node is healing the root now.
+// learn whether this node is healing the root now, or when it last healed it.
 func (c *cluster) buildEndpoint(cfg Config, store content.Store, allowed mirror.Allowlist, q mirror.Enqueuer, h *heal.Healer) {
 	if c == nil || cfg.PeerListen == "" {
 		return
 	}
-	healing := func(registry, repo string, d digest.Digest) bool {
-		return h.Healing(heal.Target{Registry: registry, Repository: repo, Root: ocispec.Descriptor{Digest: d}})
+	target := func(registry, repo string, d digest.Digest) heal.Target {
+		return heal.Target{Registry: registry, Repository: repo, Root: ocispec.Descriptor{Digest: d}}
 	}
-	c.endpoint = peers.NewEndpoint(c.token, mirror.New(store, allowed, mirror.WithHealQueue(q)), mirror.New(store, allowed), c.metrics, peers.WithHealing(healing))
+	healing := func(registry, repo string, d digest.Digest) bool { return h.Healing(target(registry, repo, d)) }
+	healed := func(registry, repo string, d digest.Digest) (time.Time, bool) {
+		return h.Healed(target(registry, repo, d))
+	}
+	c.endpoint = peers.NewEndpoint(c.token, mirror.New(store, allowed, mirror.WithHealQueue(q)), mirror.New(store, allowed), c.metrics,
+		peers.WithHealing(healing), peers.WithHealed(healed))
 }
 
 // peerServer listens on the peer endpoint's address, or returns nil when

@@ -48,6 +48,7 @@ type Daemon struct {
 	reg     *prometheus.Registry
 	cluster *cluster // nil unless cluster mode is on
 	lns     *listeners
+	sweeps  sweeps
 }
 
 // New validates cfg, binds the listeners it names and builds the daemon.

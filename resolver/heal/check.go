@@ -106,9 +106,10 @@ func (r *CheckReport) Failed() int {
 type CheckOption func(*checkOptions) error
 
 type checkOptions struct {
-	fix      bool
-	images   int
-	progress func(done, total int, img *ImageReport)
+	fix        bool
+	fixTimeout time.Duration
+	images     int
+	progress   func(done, total int, img *ImageReport)
 }
 
 // WithFix heals every image the check finds damaged with Heal (the
@@ -116,6 +117,19 @@ type checkOptions struct {
 // image, and reports the state after the fix. The default only reports.
 func WithFix(fix bool) CheckOption {
 	return func(o *checkOptions) error { o.fix = fix; return nil }
+}
+
+// WithFixTimeout bounds each heal of a check's fix: one that has not ended
+// after d is cancelled and reported as a failed fix, and the check goes on.
+// The default (0) sets no bound.
+func WithFixTimeout(d time.Duration) CheckOption {
+	return func(o *checkOptions) error {
+		if d < 0 {
+			return fmt.Errorf("fix timeout %s: must not be negative: %w", d, errdefs.ErrInvalidArgument)
+		}
+		o.fixTimeout = d
+		return nil
+	}
 }
 
 // DefaultImageConcurrency is how many images a check asks about at once.
@@ -179,7 +193,7 @@ func (h *Healer) Check(ctx context.Context, targets []Target, opts ...CheckOptio
 		w := &worker{s: sl, held: true}
 		g.Go(func() error {
 			defer w.done()
-			img, err := h.checkOne(withSlot(gctx, w), t, o.fix, down)
+			img, err := h.checkOne(gctx, w, t, o, down)
 			if err != nil {
 				return err
 			}
@@ -209,8 +223,9 @@ func (h *Healer) Check(ctx context.Context, targets []Target, opts ...CheckOptio
 	return rep, nil
 }
 
-// checkOne checks, and with fix heals, one image.
-func (h *Healer) checkOne(ctx context.Context, t Target, fix bool, down *downRegistries) (ImageReport, error) {
+// checkOne checks, and with o.fix heals, one image; sl is its image slot,
+// handed back while the heal waits its turn or for another caller's run.
+func (h *Healer) checkOne(ctx context.Context, sl slot, t Target, o checkOptions, down *downRegistries) (ImageReport, error) {
 	img := ImageReport{Image: t.String(), Target: t}
 	if err := down.get(t.Registry); err != nil {
 		img.unreachable(fmt.Errorf("not asked: registry %s did not answer for another image: %w", t.Registry, err))
@@ -229,10 +244,16 @@ func (h *Healer) checkOne(ctx context.Context, t Target, fix bool, down *downReg
 		return img, nil
 	}
 	img.judge(plan)
-	if !fix || len(img.Missing) == 0 {
+	if !o.fix || len(img.Missing) == 0 {
 		return img, nil
 	}
-	res, err := h.Heal(ctx, t)
+	hctx := ctx
+	if o.fixTimeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, o.fixTimeout)
+		defer cancel()
+	}
+	res, err := h.share(hctx, t, sl)
 	if ctx.Err() != nil {
 		return img, ctx.Err()
 	}

@@ -3,7 +3,6 @@ package heal
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/resolver/registry"
@@ -30,7 +28,6 @@ type Healer struct {
 	retention   Retention
 	rounds      int
 	progress    func(Progress)
-	flights     singleflight.Group
 	owner       *ownership
 	inflight    inflight
 }
@@ -150,29 +147,15 @@ func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*P
 // share one run. A partial heal returns its result and an error that
 // errdefs.IsNotFound recognises; the result lists what is unhealable.
 func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
-	key := t.String()
-	for {
-		// The run takes the first caller's context, so it stops when that
-		// caller (a daemon shutting down, a CLI interrupted) stops.
-		mine := false
-		ch := h.flights.DoChan(key, func() (any, error) { mine = true; return h.heal(ctx, t) })
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case r := <-ch:
-			if !mine && ctx.Err() == nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)) {
-				continue // another caller's run stopped with that caller; this one goes on
-			}
-			res, _ := r.Val.(*Result)
-			return res, r.Err
-		}
-	}
+	return h.share(ctx, t, nil) // inflight.go
 }
 
-func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
+// heal runs one heal of t; sl is the caller's heal slot, handed back while
+// it waits its turn (nil: none).
+func (h *Healer) heal(ctx context.Context, t Target, sl slot) (*Result, error) {
 	start := time.Now()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
-	if err := h.awaitTurn(ctx, t); err != nil {
+	if err := h.awaitTurn(ctx, t, sl); err != nil {
 		return nil, err
 	}
 	defer h.inflight.start(t)()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -256,7 +257,8 @@ func TestHealConcurrentCallersShareOneRun(t *testing.T) {
 	f := healtest.New(t)
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	release := make(chan struct{})
-	var once sync.Once
+	var once, released sync.Once
+	defer released.Do(func() { close(release) }) // also when the wait below fails
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		once.Do(func() { <-release }) // hold the first request until all callers wait
 		return false
@@ -269,7 +271,8 @@ func TestHealConcurrentCallersShareOneRun(t *testing.T) {
 			errs <- err
 		})
 	}
-	close(release)
+	imagetest.WaitUntil(t, 5*time.Second, "19 callers waiting for the first one's run", func() bool { return heal.Joined(f.Healer, f.Target("app", m1)) == 19 })
+	released.Do(func() { close(release) })
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -13,10 +13,17 @@ import (
 // Ownership ranks this node among the live nodes of a fleet that hold a
 // root, so that one of them heals it and the others stand by.
 type Ownership interface {
-	// Turn returns this node's place among the live holders of t.Root.
-	// An error means the fleet could not be asked; the node then heals as
-	// a single node does.
+	// Turn returns this node's place among the live holders of t.Root,
+	// asking every peer. An error means the fleet could not be asked; the
+	// node then heals as a single node does.
 	Turn(ctx context.Context, t Target) (Turn, error)
+	// Ask asks the holders ranked before this node at turn (turn.Ahead) how
+	// their heals of t stand, without ranking again: the owner, and only
+	// while the owner says it is not healing, the others (MaxRankWait at
+	// most), so that what a standing-by node costs does not grow with the
+	// fleet. An error means the owner did not answer as a holder (gone, or
+	// no longer holding the root): the node then ranks again with Turn.
+	Ask(ctx context.Context, t Target, turn Turn) (Turn, error)
 }
 
 // Turn is a node's place among the holders of a root.
@@ -27,6 +34,14 @@ type Turn struct {
 	// root now (Healer.Healing). A standing-by node counts that as
 	// progress, so a slow upload (a large blob) is not taken over.
 	AheadHealing bool
+	// AheadHealed is when, by this node's clock, a holder ranked before
+	// this node last ended a heal of the root having pushed what it could
+	// (Healer.Healed); zero if none said. A standing-by node asks the
+	// registry again only when this is later than its last look.
+	AheadHealed time.Time
+	// Ahead names the holders ranked before this node, the owner first, as
+	// the Ownership identifies them (for Ask).
+	Ahead []string
 }
 
 // DefaultTakeoverAfter is how long the registry may show no progress on a
@@ -34,15 +49,18 @@ type Turn struct {
 const DefaultTakeoverAfter = 20 * time.Second
 
 // WithOwnership makes each heal wait its turn among the fleet's holders of
-// its root. Rank 0 heals at once. A node of rank r > 0 re-plans and re-ranks
-// every quarter of takeoverAfter (at most every 5s), and heals itself when
-// nothing stops it any more:
-//   - it becomes rank 0 (the nodes before it stopped answering: dead,
-//     killed, partitioned), or
-//   - the registry has shown no progress (no fewer nodes or bytes missing,
-//     and no holder before it healing the root) for min(r, MaxRankWait) ×
-//     takeoverAfter (the owner is alive but stuck, or cannot reach the
-//     registry).
+// its root. Rank 0 heals at once. A node of rank r > 0 asks the registry
+// once what is missing, then every quarter of takeoverAfter (at most every
+// 5s) asks the holders before it how their heals stand (Ownership.Ask: one
+// request while the owner heals), and heals itself when nothing stops it
+// any more:
+//   - it becomes rank 0 (the owner stopped answering and a new ranking puts
+//     this node first: the nodes before it are dead, killed, partitioned),
+//     or
+//   - no progress for min(r, MaxRankWait) × takeoverAfter: no holder before
+//     it said it was healing, and the registry, asked again each time one
+//     of them ended a heal, showed no fewer nodes or bytes missing (the
+//     owner is alive but stuck, or cannot reach the registry).
 //
 // It stops waiting as soon as nothing is missing, and the heal then finds
 // the registry whole. A Healer without it heals at once (`regmend check
@@ -69,8 +87,8 @@ type ownership struct {
 }
 
 // awaitTurn returns when this node should heal t (or ctx is done, with its
-// error).
-func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
+// error). sl, the caller's heal slot, is handed back while it waits.
+func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 	if h.owner == nil {
 		return nil
 	}
@@ -79,14 +97,13 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 		log.G(ctx).WithError(err).Debug("ownership unknown; healing as a single node")
 		return nil
 	}
-	rank := turn.Rank
-	if rank == 0 {
+	if turn.Rank == 0 {
 		return nil
 	}
 	h.owner.metrics.count(decisionDeferred)
 	// Waiting needs no heal slot: hand the caller's back (the queue's
-	// worker), and take one again only to heal.
-	if sl := slotFrom(ctx); sl != nil && sl.release() {
+	// worker, the sweep's image slot), and take one again only to heal.
+	if sl != nil && sl.release() {
 		defer func() {
 			if err == nil {
 				err = sl.acquire(ctx)
@@ -94,32 +111,28 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 		}()
 	}
 	poll := max(min(h.owner.after/4, 5*time.Second), 50*time.Millisecond)
-	l := log.G(ctx).WithField("rank", rank)
+	l := log.G(ctx).WithField("rank", turn.Rank)
 	l.WithField("takeover_after", h.owner.after).Info("heal deferred to a peer that holds the root")
-	count, bytes := -1, int64(-1)
+	w := waiting{h: h, t: t, l: l}
+	if done, err := w.look(ctx); done || err != nil {
+		return err
+	}
 	last := time.Now()
 	for {
-		plan, perr := h.Plan(ctx, t)
-		if perr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			l.WithError(perr).Debug("re-check failed; healing")
-			return nil
-		}
-		n, b := missing(plan)
-		if n == 0 {
-			h.owner.metrics.count(decisionByPeer)
-			l.Debug("a peer healed the root")
-			return nil
-		}
-		if count < 0 || n < count || b < bytes || turn.AheadHealing {
-			count, bytes, last = n, b, time.Now()
-		}
-		limit := time.Duration(min(rank, MaxRankWait)) * h.owner.after
+		limit := time.Duration(min(turn.Rank, MaxRankWait)) * h.owner.after
 		if time.Since(last) >= limit {
+			// One last look: an owner of an older version says nothing of
+			// heals it ended.
+			fewer, done, err := w.again(ctx)
+			if done || err != nil {
+				return err
+			}
+			if fewer {
+				last = time.Now()
+				continue
+			}
 			h.owner.metrics.count(decisionTakeover)
-			l.WithField("missing", n).Warn("no progress by the owning peer; taking the heal over")
+			l.WithField("missing", w.count).Warn("no progress by the owning peer; taking the heal over")
 			return nil
 		}
 		select {
@@ -127,14 +140,80 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target) (err error) {
 			return ctx.Err()
 		case <-time.After(min(poll, time.Until(last.Add(limit))+time.Millisecond)):
 		}
-		if next, err := h.owner.o.Turn(ctx, t); err == nil {
-			if turn, rank = next, next.Rank; rank == 0 {
+		next, err := h.owner.o.Ask(ctx, t, turn)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			l.WithError(err).Debug("the owner did not answer; ranking again")
+			if next, err = h.owner.o.Turn(ctx, t); err != nil {
+				continue
+			}
+			if next.Rank == 0 {
 				h.owner.metrics.count(decisionTakeover)
-				l.WithField("missing", n).Warn("the holders ranked before this node stopped answering; taking the heal over")
+				l.WithField("missing", w.count).Warn("the holders ranked before this node stopped answering; taking the heal over")
 				return nil
 			}
 		}
+		turn = next
+		if turn.AheadHealing {
+			last = time.Now()
+		}
+		if turn.AheadHealed.After(w.at) {
+			fewer, done, err := w.again(ctx)
+			if done || err != nil {
+				return err
+			}
+			if fewer {
+				last = time.Now()
+			}
+		}
 	}
+}
+
+// waiting is a deferred heal's view of the registry: what was missing at
+// its last look, and when that was.
+type waiting struct {
+	h      *Healer
+	t      Target
+	l      *log.Entry
+	at     time.Time
+	count  int
+	bytes  int64
+	looked bool
+}
+
+// look asks the registry what is missing. done: nothing is (a peer healed
+// it), or the registry could not be asked (the node then heals, and its
+// heal reports the failure).
+func (w *waiting) look(ctx context.Context) (done bool, err error) {
+	_, done, err = w.again(ctx)
+	return done, err
+}
+
+// again looks once more; fewer reports progress since the last look.
+func (w *waiting) again(ctx context.Context) (fewer, done bool, err error) {
+	w.at = time.Now()
+	plan, perr := w.h.Plan(ctx, w.t)
+	if perr != nil {
+		if ctx.Err() != nil {
+			return false, true, ctx.Err()
+		}
+		w.l.WithError(perr).Debug("re-check failed; healing")
+		return false, true, nil
+	}
+	n, b := missing(plan)
+	if n == 0 {
+		w.h.owner.metrics.count(decisionByPeer)
+		w.l.Debug("a peer healed the root")
+		return false, true, nil
+	}
+	fewer = w.looked && (n < w.count || b < w.bytes)
+	if !w.looked || fewer {
+		w.count, w.bytes = n, b
+	}
+	w.looked = true
+	return fewer, false, nil
 }
 
 // missing counts the nodes and bytes a plan would push.
@@ -190,22 +269,12 @@ func (m *OwnershipMetrics) count(d decision) {
 	}
 }
 
-// slot is a heal slot its holder may hand back while it waits its turn.
+// slot is a heal slot its holder may hand back while it waits its turn,
+// or for another caller's run of the same heal (worker.go).
 type slot interface {
 	// release hands the slot back, reporting whether it did (a holder may
 	// have to keep it).
 	release() bool
 	// acquire takes a slot again, or fails when ctx is done.
 	acquire(ctx context.Context) error
-}
-
-type slotKey struct{}
-
-func withSlot(ctx context.Context, s slot) context.Context {
-	return context.WithValue(ctx, slotKey{}, s)
-}
-
-func slotFrom(ctx context.Context) slot {
-	s, _ := ctx.Value(slotKey{}).(slot)
-	return s
 }

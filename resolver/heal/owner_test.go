@@ -28,6 +28,13 @@ func (f *fixedRanks) Turn(_ context.Context, t heal.Target) (heal.Turn, error) {
 	return heal.Turn{Rank: f.ranks[t.Root.Digest]}, nil
 }
 
+// Ask: the holders before this node never say they heal.
+func (f *fixedRanks) Ask(_ context.Context, t heal.Target, turn heal.Turn) (heal.Turn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return heal.Turn{Rank: f.ranks[t.Root.Digest], Ahead: turn.Ahead}, nil
+}
+
 // TestDeferredHealHandsItsWorkerBack: with one worker, a heal deferred to
 // a peer that never heals does not hold the worker: a root this node owns,
 // queued after it, heals at once; the deferred one is taken over after

@@ -183,7 +183,8 @@ func (q *Queue) Len() int {
 
 // Run heals queued requests until ctx is done, as many at once as there
 // are workers. A heal that waits its turn among a fleet's holders
-// (WithOwnership) hands its worker back meanwhile.
+// (WithOwnership), or for another job's heal of the same root (a pull
+// queues one job per blob), hands its worker back meanwhile.
 func (q *Queue) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -207,7 +208,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			w := &worker{s: q.slots, held: true}
 			wg.Go(func() {
 				defer w.done()
-				q.run(withSlot(ctx, w), j)
+				q.run(ctx, w, j)
 			})
 			break wait
 		}
@@ -235,7 +236,9 @@ func (q *Queue) waitQuiet(ctx context.Context, j queuedJob) {
 	}
 }
 
-func (q *Queue) run(ctx context.Context, qj queuedJob) {
+// run heals one job; sl is its worker's slot, handed back while the heal
+// waits its turn or for another job's run of the same root.
+func (q *Queue) run(ctx context.Context, sl slot, qj queuedJob) {
 	q.waitQuiet(ctx, qj)
 	j := qj.healJob
 	if q.backingOff(j) {
@@ -244,7 +247,7 @@ func (q *Queue) run(ctx context.Context, qj queuedJob) {
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("registry", j.registry).WithField("repo", j.repo).WithField("digest", j.digest))
-	err := q.heal(ctx, j)
+	err := q.heal(ctx, sl, j)
 	now := time.Now()
 
 	q.mu.Lock()
@@ -256,6 +259,14 @@ func (q *Queue) run(ctx context.Context, qj queuedJob) {
 	switch {
 	case errors.Is(err, errBackingOff):
 		q.metrics.drop("backoff")
+	case errors.Is(err, errLocalStore):
+		// containerd's store failing says nothing of the registry: no
+		// backoff. A passing failure (containerd restarting) is asked
+		// again at the next request.
+		if !errdefs.IsUnavailable(err) {
+			q.remember(j, now.Add(q.recheck))
+		}
+		log.G(ctx).WithError(err).Warn("heal failed: local content store")
 	case err == nil || errors.Is(err, errNotHealable):
 		delete(q.down, j.registry)
 		q.remember(j, now.Add(q.recheck))
@@ -303,11 +314,15 @@ func (q *Queue) remember(j healJob, until time.Time) {
 	q.recent[j] = until
 }
 
+// errLocalStore marks a failure of this node's content store, not the
+// registry's.
+var errLocalStore = errors.New("local content store")
+
 // errBackingOff: a heal queued before its registry failed is not run
 // while the registry backs off.
 var errBackingOff = errors.New("registry backing off")
 
-func (q *Queue) heal(ctx context.Context, j healJob) error {
+func (q *Queue) heal(ctx context.Context, sl slot, j healJob) error {
 	q.mu.Lock()
 	down := time.Now().Before(q.down[j.registry].until)
 	q.mu.Unlock()
@@ -316,12 +331,12 @@ func (q *Queue) heal(ctx context.Context, j healJob) error {
 	}
 	roots, err := q.roots.Roots(ctx, j.registry, j.repo, j.digest)
 	if err != nil {
-		return fmt.Errorf("find what holds %s: %w", j.digest, err)
+		return fmt.Errorf("find what holds %s: %w: %w", j.digest, errLocalStore, err)
 	}
 	var errs []error
 	for _, root := range roots {
 		start := time.Now()
-		res, err := q.healer.Heal(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root})
+		res, err := q.healer.share(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root}, sl)
 		q.metrics.heal(res, err, time.Since(start))
 		if err != nil {
 			errs = append(errs, err)

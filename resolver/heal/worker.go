@@ -8,10 +8,12 @@ import (
 
 // slots bounds how many heals run at once (the Queue's workers, the images
 // Check handles at once). A heal that waits its turn among a fleet's
-// holders (WithOwnership) hands its slot back and takes one again to heal,
-// so waiting never stops this node's other heals, among them the roots it
+// holders (WithOwnership), or for another caller's run of the same heal
+// (Healer.share), hands its slot back and takes one again to go on, so
+// waiting never stops this node's other heals, among them the roots it
 // owns. At most maxWaiting heals wait so; beyond that a heal keeps its slot
-// while it waits.
+// while it waits. The slot is passed to the heal as an argument, never in
+// a context, so every caller's is seen.
 type slots struct {
 	c          chan struct{}
 	resume     chan struct{} // the Queue's: Run hands its idle slot over; nil for Check

@@ -116,7 +116,8 @@ type holder struct {
 	peer      Peer
 	size      int64
 	mediaType string
-	healing   bool // a probe's answer: the peer is healing the root now
+	healing   bool      // a probe's answer: the peer is healing the root now
+	healed    time.Time // a probe's answer: when its last heal of the root ended (zero: none)
 }
 
 // find sends HEAD for ref to every peer not marked down, concurrently,
@@ -185,7 +186,8 @@ func (c *Client) head(ctx context.Context, p Peer, ref mirror.Ref, probe bool) *
 	switch {
 	case resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 && resp.Header.Get("Docker-Content-Digest") == ref.Digest.String():
 		c.metrics.request("hit")
-		return &holder{peer: p, size: resp.ContentLength, mediaType: resp.Header.Get("Content-Type"), healing: resp.Header.Get(HealingHeader) != ""}
+		return &holder{peer: p, size: resp.ContentLength, mediaType: resp.Header.Get("Content-Type"),
+			healing: resp.Header.Get(HealingHeader) != "", healed: healedAt(resp.Header.Get(HealedHeader))}
 	case resp.StatusCode == http.StatusNotFound:
 		c.metrics.request("miss")
 	default:

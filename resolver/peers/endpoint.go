@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -31,10 +33,8 @@ func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics, opt
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &countingWriter{ResponseWriter: w}
 		if r.Header.Get(ProbeHeader) != "" {
-			if o.healing != nil {
-				if reg, repo, d, ok := probedRoot(r); ok && o.healing(reg, repo, d) {
-					w.Header().Set(HealingHeader, "1")
-				}
+			if reg, repo, d, ok := probedRoot(r); ok {
+				o.answer(w.Header(), reg, repo, d)
 			}
 			probe.ServeHTTP(cw, r)
 		} else {
@@ -62,11 +62,40 @@ func NewEndpoint(token secret.Source, serve, probe http.Handler, m *Metrics, opt
 // probed root now.
 const HealingHeader = "Regmend-Healing"
 
+// HealedHeader, on a probe's answer, says how long ago (in milliseconds)
+// the node's last heal of the probed root ended having pushed what it
+// could. A standing-by peer then asks the registry again; it does not
+// compare clocks.
+const HealedHeader = "Regmend-Healed-Ago"
+
 // EndpointOption configures NewEndpoint.
 type EndpointOption func(*endpointOptions)
 
 type endpointOptions struct {
 	healing func(registry, repo string, d digest.Digest) bool
+	healed  func(registry, repo string, d digest.Digest) (time.Time, bool)
+}
+
+// answer sets the probe headers for a root.
+func (o *endpointOptions) answer(h http.Header, registry, repo string, d digest.Digest) {
+	if o.healing != nil && o.healing(registry, repo, d) {
+		h.Set(HealingHeader, "1")
+	}
+	if o.healed != nil {
+		if at, ok := o.healed(registry, repo, d); ok {
+			h.Set(HealedHeader, strconv.FormatInt(max(time.Since(at).Milliseconds(), 0), 10))
+		}
+	}
+}
+
+// healedAt reads HealedHeader as a time by this node's clock; zero when
+// absent or malformed.
+func healedAt(v string) time.Time {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if v == "" || err != nil || ms < 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(-time.Duration(ms) * time.Millisecond)
 }
 
 // WithHealing answers a probe of a root that fn says this node is healing
@@ -74,6 +103,12 @@ type endpointOptions struct {
 // default says nothing.
 func WithHealing(fn func(registry, repo string, d digest.Digest) bool) EndpointOption {
 	return func(o *endpointOptions) { o.healing = fn }
+}
+
+// WithHealed answers a probe of a root that fn says this node healed at
+// some time with HealedHeader. The default says nothing.
+func WithHealed(fn func(registry, repo string, d digest.Digest) (time.Time, bool)) EndpointOption {
+	return func(o *endpointOptions) { o.healed = fn }
 }
 
 // probedRoot reads /v2/<repo>/manifests/<digest>?ns=<registry>.

@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -51,8 +53,10 @@ func (r *Ranker) Turn(ctx context.Context, t heal.Target) (heal.Turn, error) {
 	}
 	order := Rendezvous(t.Root.Digest, ids)
 	turn := heal.Turn{Rank: slices.Index(order, self)}
-	for _, id := range order[:turn.Rank] {
+	turn.Ahead = order[:turn.Rank]
+	for _, id := range turn.Ahead {
 		turn.AheadHealing = turn.AheadHealing || byID[id].healing
+		turn.AheadHealed = later(turn.AheadHealed, byID[id].healed)
 	}
 	log.G(ctx).WithField("root", t.Root.Digest).WithField("holders", order).WithField("rank", turn.Rank).
 		WithField("ahead_healing", turn.AheadHealing).Debug("ranked among holders")
@@ -64,6 +68,69 @@ func (r *Ranker) Turn(ctx context.Context, t heal.Target) (heal.Turn, error) {
 		cancel()
 	}
 	return turn, nil
+}
+
+// Ask probes the owner (turn.Ahead[0]) for t's root: one request, under
+// the peer timeout. While the owner says it is not healing (and has ended
+// no heal since the last answer), it also probes the other holders before
+// this node, MaxRankWait in all at most,
+// so that a holder that took the heal over from a stuck owner counts as
+// progress. It never asks the registry, nor the peers ranked after this
+// node, so a standing-by node's cost does not grow with the fleet. An
+// owner that fails, answers 404 or has left the membership is an error:
+// the caller ranks again.
+func (r *Ranker) Ask(ctx context.Context, t heal.Target, turn heal.Turn) (heal.Turn, error) {
+	if len(turn.Ahead) == 0 {
+		return turn, fmt.Errorf("ask about %s: no holder ranks before this node: %w", t, errdefs.ErrFailedPrecondition)
+	}
+	ref := refOf(t.Registry, t.Repository, t.Root.Digest)
+	byID := map[string]Peer{}
+	for _, p := range r.client.members.Peers() {
+		byID[p.ID] = p
+	}
+	ask := func(id string) *holder {
+		p, ok := byID[id]
+		if !ok || r.client.isDown(p) {
+			return nil
+		}
+		hctx, cancel := context.WithTimeout(ctx, r.client.timeout)
+		defer cancel()
+		return r.client.head(hctx, p, ref, true)
+	}
+	owner := ask(turn.Ahead[0])
+	if owner == nil {
+		return turn, fmt.Errorf("ask owner %s about %s: no answer as a holder: %w", turn.Ahead[0], t, errdefs.ErrUnavailable)
+	}
+	next := turn
+	next.AheadHealing, next.AheadHealed = owner.healing, later(turn.AheadHealed, owner.healed)
+	// An owner that says it ended a heal since the last answer needs no
+	// second opinion: the caller asks the registry.
+	fresh := owner.healed.After(turn.AheadHealed.Add(time.Second))
+	if !owner.healing && !fresh {
+		others := turn.Ahead[1:min(len(turn.Ahead), heal.MaxRankWait)]
+		answers := make([]*holder, len(others))
+		var wg sync.WaitGroup
+		for i, id := range others {
+			wg.Go(func() { answers[i] = ask(id) })
+		}
+		wg.Wait()
+		for _, h := range answers {
+			if h != nil {
+				next.AheadHealing = next.AheadHealing || h.healing
+				next.AheadHealed = later(next.AheadHealed, h.healed)
+			}
+		}
+	}
+	log.G(ctx).WithField("root", t.Root.Digest).WithField("owner", turn.Ahead[0]).WithField("ahead_healing", next.AheadHealing).
+		WithField("ahead_healed", next.AheadHealed).Debug("asked the holders before this node")
+	return next, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Rendezvous orders ids by their rendezvous (highest random weight) score

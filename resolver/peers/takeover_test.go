@@ -52,6 +52,7 @@ type takeoverSetup struct {
 	owner      *httptest.Server
 	ownerQueue *recordingQueue // the owner's nudges: heal requests it received
 	healing    atomic.Bool     // the owner says it is healing the root
+	healed     atomic.Bool     // the owner says it healed the root
 	metrics    *prometheus.Registry
 }
 
@@ -71,9 +72,13 @@ func newTakeoverSetup(t *testing.T, takeoverAfter time.Duration) *takeoverSetup 
 	healing := func(registry, repo string, d digest.Digest) bool {
 		return s.healing.Load() && registry == host && repo == testRepo && d == s.img.Desc.Digest
 	}
+	healed := func(registry, repo string, d digest.Digest) (time.Time, bool) {
+		ok := s.healed.Load() && registry == host && repo == testRepo && d == s.img.Desc.Digest
+		return time.Now(), ok
+	}
 	s.owner = httptest.NewServer(NewEndpoint(secret.Static(tok),
 		mirror.New(ownerStore, allowAll{}, mirror.WithHealQueue(s.ownerQueue)), mirror.New(ownerStore, allowAll{}),
-		NewMetrics(prometheus.NewRegistry()), WithHealing(healing)))
+		NewMetrics(prometheus.NewRegistry()), WithHealing(healing), WithHealed(healed)))
 	t.Cleanup(s.owner.Close)
 	ownerPeer, _ := ParsePeer(s.owner.URL)
 	// This node's identity: one that ranks behind the owner for the root.
@@ -188,6 +193,7 @@ func TestOwnerHealsOthersStandBy(t *testing.T) {
 	}()
 	eventually(t, "this node defers to the owner", func() bool { return s.nudges() > 0 })
 	imagetest.Push(t, s.base, testRepo, "v1", s.img) // the owner heals
+	s.healed.Store(true)
 	var r result
 	select {
 	case r = <-done:

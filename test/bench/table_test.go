@@ -21,7 +21,7 @@ var (
 	benchTable = flag.Bool("benchtable", false, "run the side-by-side benchmarks against real components and write RESULTS.md (make bench)")
 	benchRuns  = flag.Int("benchruns", 7, "runs of each timed measurement; the table shows the median")
 	benchOut   = flag.String("benchout", "RESULTS.md", "file the table is written to, relative to test/bench")
-	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, tune, steps, memory, pull, check, peer, micro); the table is printed, not written")
+	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, tune, steps, memory, pull, check, peer, holders, micro); the table is printed, not written")
 )
 
 // TestBenchTable runs every side-by-side measurement and writes the table.
@@ -46,6 +46,7 @@ func TestBenchTable(t *testing.T) {
 		{"pull", benchPull},
 		{"check", benchCheck},
 		{"peer", benchPeer},
+		{"holders", benchHolders},
 		{"micro", func(_ context.Context, t *testing.T, rep *report) { benchMicro(t, rep) }},
 	}
 	ok := true
