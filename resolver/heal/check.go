@@ -232,7 +232,8 @@ func (h *Healer) checkOne(ctx context.Context, t Target, fix bool, down *downReg
 	if !fix || len(img.Missing) == 0 {
 		return img, nil
 	}
-	res, err := h.Heal(ctx, t)
+	// The heal takes this plan as its first round: each node is asked once.
+	res, err := h.run(ctx, t, plan)
 	if ctx.Err() != nil {
 		return img, ctx.Err()
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -129,12 +130,22 @@ func (h *Healer) Allowed(registry string) bool { return h.remote.Allowed(registr
 // Plan walks the closure of t.Root locally and asks the registry which nodes
 // it holds. It writes nothing.
 func (h *Healer) Plan(ctx context.Context, t Target) (*Plan, error) {
+	if w, ok := ctx.Value(replansKey{}).(*replans); ok {
+		w.n.Add(1)
+	}
 	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
 	if err != nil {
 		return nil, err
 	}
 	return h.plan(ctx, sess, t)
 }
+
+// replans counts the plans made while a heal handed a plan waited its
+// turn: a heal deferred to a peer plans again as it waits (owner.go), and
+// the plan it was handed is then stale.
+type replans struct{ n atomic.Int64 }
+
+type replansKey struct{}
 
 func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*Plan, error) {
 	closure, err := content.Walk(ctx, h.store, t.Root)
@@ -150,12 +161,19 @@ func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*P
 // share one run. A partial heal returns its result and an error that
 // errdefs.IsNotFound recognises; the result lists what is unhealable.
 func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
+	return h.run(ctx, t, nil)
+}
+
+// run heals t, taking planned (made by Plan for t just before, or nil) as
+// the first round's plan, so a check that fixes what it found asks the
+// registry about each node once.
+func (h *Healer) run(ctx context.Context, t Target, planned *Plan) (*Result, error) {
 	key := t.String()
 	for {
 		// The run takes the first caller's context, so it stops when that
 		// caller (a daemon shutting down, a CLI interrupted) stops.
 		mine := false
-		ch := h.flights.DoChan(key, func() (any, error) { mine = true; return h.heal(ctx, t) })
+		ch := h.flights.DoChan(key, func() (any, error) { mine = true; return h.heal(ctx, t, planned) })
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -169,24 +187,40 @@ func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
 	}
 }
 
-func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
+func (h *Healer) heal(ctx context.Context, t Target, planned *Plan) (*Result, error) {
 	start := time.Now()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
-	if err := h.awaitTurn(ctx, t); err != nil {
+	w := &replans{}
+	if err := h.awaitTurn(context.WithValue(ctx, replansKey{}, w), t); err != nil {
 		return nil, err
+	}
+	if w.n.Load() > 0 || planned == nil || planned.sess == nil || planned.Target.String() != t.String() {
+		planned = nil
 	}
 	defer h.inflight.start(t)()
-	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
-	if err != nil {
-		return nil, err
+	var sess *registry.Session
+	if planned != nil {
+		sess = planned.sess
+	} else {
+		var err error
+		if sess, err = h.remote.Session(ctx, t.Registry, t.Repository); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{Target: t, outcome: map[digest.Digest]Status{}}
-	var plan *Plan
+	var (
+		plan *Plan
+		err  error
+		lost bool
+	)
 	for round := 1; ; round++ {
-		plan, err = h.plan(ctx, sess, t)
+		if plan, err = planned, nil; round > 1 || plan == nil {
+			plan, err = h.plan(ctx, sess, t)
+		}
 		if err != nil {
 			return nil, err
 		}
+		lost = lost || plan.lost
 		if round == 1 {
 			res.RootWasMissing = plan.Status(t.Root.Digest) != StatusPresent
 		}
@@ -200,6 +234,12 @@ func (h *Healer) heal(ctx context.Context, t Target) (*Result, error) {
 	}
 	if err == nil {
 		err = h.retain(ctx, sess, plan, res)
+	}
+	if err == nil && lost {
+		// The registry lost content and may still claim it: what a fresh
+		// node will pull must read back (confirm.go).
+		res.ReadBack = true
+		err = h.readBack(ctx, sess, plan, res)
 	}
 	res.finish(plan, sess, time.Since(start))
 	if err != nil {
@@ -257,8 +297,8 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 		i = len(blobs)
 	}
 	lanes, lctx := errgroup.WithContext(ctx)
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, record) })
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, plan.lost, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, plan.lost, record) })
 	if err := lanes.Wait(); err != nil {
 		return err
 	}
@@ -268,7 +308,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	// could be accepted just before a GC takes a blob, and the re-plan would
 	// then find the manifest present and look no further.)
 	for _, level := range levels(manifests) {
-		if err := h.pushAll(ctx, sess, level, h.concurrency, record); err != nil {
+		if err := h.pushAll(ctx, sess, level, h.concurrency, plan.lost, record); err != nil {
 			return err
 		}
 	}
@@ -279,12 +319,12 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 const smallBlob = 1 << 20
 
 // pushAll pushes nodes, limit at a time, recording each outcome.
-func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, record func(*content.Node, registry.Outcome)) error {
+func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, lost bool, record func(*content.Node, registry.Outcome)) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
 	for _, n := range nodes {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, n)
+			o, err := h.pushNode(gctx, sess, n, lost)
 			if err != nil {
 				return err
 			}
@@ -319,10 +359,13 @@ func levels(manifests []*content.Node) [][]*content.Node {
 // pushNode pushes one node the plan found missing, with retries; each try
 // re-reads local content. The plan's HEAD was the presence check, so the
 // push asks nothing first: a blob is uploaded (or mounted), a manifest put
-// by digest.
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node) (registry.Outcome, error) {
+// by digest. When the registry lost content (lost), a mount is read back
+// before it is believed: the registry decides it from the same stale
+// answer as its HEAD. One it does not serve is uploaded instead.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node, lost bool) (registry.Outcome, error) {
 	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
 	var out registry.Outcome
+	mount := true
 	err := sess.Retry(ctx, func() error {
 		var err error
 		if n.Kind.IsManifest() {
@@ -330,8 +373,17 @@ func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *conten
 			return err
 		}
 		desc := n.Descriptor
-		desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
-		out, err = sess.Upload(ctx, desc, open)
+		if mount {
+			desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+		}
+		if out, err = sess.Upload(ctx, desc, open); err != nil || out != registry.Mounted || !lost {
+			return err
+		}
+		if err = sess.ConfirmBlob(ctx, n.Descriptor); registry.IsUnserved(err) {
+			log.G(ctx).WithField("digest", n.Digest).Info("registry mounted a blob it does not serve; uploading it")
+			mount = false
+			out, err = sess.Upload(ctx, n.Descriptor, open)
+		}
 		return err
 	})
 	return out, err

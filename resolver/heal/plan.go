@@ -61,7 +61,17 @@ type Plan struct {
 	Closure *content.Closure
 	status  map[digest.Digest]Status
 	reason  map[digest.Digest]string
+	// lost: the registry lacks a manifest of the closure, so its HEAD
+	// answers for blobs were confirmed by reading (confirm.go).
+	lost bool
+	// sess asked the registry; a heal handed the plan goes on with it.
+	sess *registry.Session
 }
+
+// LossSeen reports whether the registry lacked a manifest of the closure:
+// evidence that it lost content, on which the plan read back every blob
+// it reported present rather than trust its HEAD.
+func (p *Plan) LossSeen() bool { return p.lost }
 
 // Status returns a node's status in the plan.
 func (p *Plan) Status(d digest.Digest) Status { return p.status[d] }
@@ -99,7 +109,7 @@ type planner struct {
 }
 
 func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure) (*Plan, error) {
-	p := &Plan{Target: t, Closure: closure, status: map[digest.Digest]Status{}, reason: map[digest.Digest]string{}}
+	p := &Plan{Target: t, Closure: closure, status: map[digest.Digest]Status{}, reason: map[digest.Digest]string{}, sess: pl.sess}
 	nodes := closure.Nodes()
 	remote := map[digest.Digest]bool{}
 
@@ -129,8 +139,21 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	if err := pl.ask(ctx, blobs, false, remote); err != nil {
 		return nil, err
 	}
+	p.lost = lossSeen(manifests, remote)
+	var unserved map[digest.Digest]string
+	if p.lost {
+		var err error
+		if unserved, err = pl.confirm(ctx, blobs, remote); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range nodes {
 		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
+		if why, ok := unserved[n.Digest]; ok && p.reason[n.Digest] == "" {
+			p.reason[n.Digest] = why
+		} else if ok {
+			p.reason[n.Digest] += "; " + why
+		}
 	}
 	return p, nil
 }
@@ -186,3 +209,45 @@ func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[di
 
 // errNotHealable marks a heal that left nodes the registry still lacks.
 var errNotHealable = fmt.Errorf("content absent in the registry and locally: %w", errdefs.ErrNotFound)
+
+// lossSeen reports whether the registry lacks a manifest it was asked
+// about: a registry that lost a root or a child manifest may have lost its
+// blobs while still answering HEAD 200 for them (a stale descriptor cache).
+func lossSeen(manifests []*content.Node, remote map[digest.Digest]bool) bool {
+	for _, n := range manifests {
+		if !n.Foreign && !remote[n.Digest] {
+			return true
+		}
+	}
+	return false
+}
+
+// confirm reads back the first byte of each blob the registry reported
+// present, concurrently, and marks those it does not serve absent, with
+// why. It costs one GET per blob, so it runs only on evidence of loss.
+func (pl *planner) confirm(ctx context.Context, blobs []*content.Node, remote map[digest.Digest]bool) (map[digest.Digest]string, error) {
+	var mu sync.Mutex
+	unserved := map[digest.Digest]string{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pl.concurrency)
+	for _, n := range blobs {
+		if n.Foreign || !remote[n.Digest] {
+			continue
+		}
+		g.Go(func() error {
+			err := pl.sess.ConfirmBlob(gctx, n.Descriptor)
+			switch {
+			case err == nil:
+				return nil
+			case !registry.IsUnserved(err):
+				return fmt.Errorf("registry %s: does it serve %s %s: %w", pl.sess.Ref(""), n.Kind, n.Digest, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			remote[n.Digest] = false
+			unserved[n.Digest] = "the registry answered HEAD 200 but does not serve it: " + err.Error()
+			return nil
+		})
+	}
+	return unserved, g.Wait()
+}

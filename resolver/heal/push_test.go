@@ -1,6 +1,7 @@
 package heal_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -63,17 +64,27 @@ func TestHealMountsFromSourceRepository(t *testing.T) {
 	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 1024)
 	imagetest.WriteLocal(t, f.CS, f.Host, "base", m)
 	// go-containerregistry's registry does not mount; this fault answers
-	// as distribution does when the source repository holds the blob.
+	// as distribution does when the source repository holds the blob, and
+	// then serves the mounted blob in "app" (the heal reads a mount back,
+	// since the registry lacked the manifest).
 	var mu sync.Mutex
 	mounts := map[string]string{}
+	blobs := map[string]imagetest.Blob{}
+	for _, b := range append(m.Layers, *m.Config) {
+		blobs[b.Desc.Digest.String()] = b
+	}
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
 		q := r.URL.Query()
+		if d, ok := strings.CutPrefix(r.URL.Path, "/v2/app/blobs/"); ok && mounts[d] != "" {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blobs[d].Data))
+			return true
+		}
 		if r.Method != http.MethodPost || q.Get("mount") == "" {
 			return false
 		}
-		mu.Lock()
 		mounts[q.Get("mount")] = q.Get("from")
-		mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		return true
 	})
