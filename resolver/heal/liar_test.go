@@ -203,4 +203,3 @@ func TestCheckFixAsksEachNodeOnce(t *testing.T) {
 		t.Errorf("%d distinct HEADs, want %d", len(heads), want)
 	}
 }
-

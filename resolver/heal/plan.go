@@ -62,8 +62,10 @@ type Plan struct {
 	status  map[digest.Digest]Status
 	reason  map[digest.Digest]string
 	// lost: the registry lacks a manifest of the closure, so its HEAD
-	// answers for blobs were confirmed by reading (confirm.go).
+	// answers for blobs were confirmed by reading (confirm.go); read are
+	// those it served.
 	lost bool
+	read map[digest.Digest]bool
 	// sess asked the registry; a heal handed the plan goes on with it.
 	sess *registry.Session
 }
@@ -145,6 +147,10 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 		var err error
 		if unserved, err = pl.confirm(ctx, blobs, remote); err != nil {
 			return nil, err
+		}
+		p.read = map[digest.Digest]bool{}
+		for _, n := range blobs {
+			p.read[n.Digest] = remote[n.Digest]
 		}
 	}
 	for _, n := range nodes {
@@ -230,10 +236,13 @@ func (pl *planner) confirm(ctx context.Context, blobs []*content.Node, remote ma
 	unserved := map[digest.Digest]string{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(pl.concurrency)
+	var claimed []*content.Node
 	for _, n := range blobs {
-		if n.Foreign || !remote[n.Digest] {
-			continue
+		if !n.Foreign && remote[n.Digest] {
+			claimed = append(claimed, n)
 		}
+	}
+	for _, n := range claimed {
 		g.Go(func() error {
 			err := pl.sess.ConfirmBlob(gctx, n.Descriptor)
 			switch {

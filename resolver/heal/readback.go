@@ -14,7 +14,8 @@ import (
 
 // readBack confirms, after a heal on evidence of loss, that the registry
 // serves the closure a fresh node will pull: each manifest GETs back with
-// its digest, each blob's first byte reads back. A registry that accepted
+// its digest, each blob's first byte reads back (but for those the plan
+// read already). A registry that accepted
 // the heal and still does not serve the bytes fails the heal loudly (an
 // error registry.IsUnserved recognises), rather than leaving a node to hit
 // a short read. Nodes left unhealable are not asked: the result lists them.
@@ -27,9 +28,11 @@ func (h *Healer) readBack(ctx context.Context, sess *registry.Session, plan *Pla
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(h.concurrency)
 	for _, n := range plan.Closure.Nodes() {
-		switch res.status(plan, n.Digest) {
-		case StatusSkipped, StatusMissing, StatusUnhealable:
+		switch s := res.status(plan, n.Digest); {
+		case s == StatusSkipped || s == StatusMissing || s == StatusUnhealable:
 			continue
+		case s == StatusPresent && plan.read[n.Digest]:
+			continue // its first byte was read by the plan, moments ago
 		}
 		asked++
 		g.Go(func() error {
