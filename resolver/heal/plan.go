@@ -61,18 +61,16 @@ type Plan struct {
 	Closure *content.Closure
 	status  map[digest.Digest]Status
 	reason  map[digest.Digest]string
-	// lost: the registry lacks a manifest of the closure, so its HEAD
-	// answers for blobs were confirmed by reading (confirm.go); read are
-	// those it served.
+	// lost: the registry lacks a manifest of the closure, so the rest of
+	// the closure was read rather than asked (confirm.go).
 	lost bool
-	read map[digest.Digest]bool
 	// sess asked the registry; a heal handed the plan goes on with it.
 	sess *registry.Session
 }
 
 // LossSeen reports whether the registry lacked a manifest of the closure:
-// evidence that it lost content, on which the plan read back every blob
-// it reported present rather than trust its HEAD.
+// evidence that it lost content, on which the plan read every blob's first
+// byte and every manifest it holds rather than trust a HEAD.
 func (p *Plan) LossSeen() bool { return p.lost }
 
 // Status returns a node's status in the plan.
@@ -127,9 +125,15 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	if err := pl.ask(ctx, manifests, true, remote); err != nil {
 		return nil, err
 	}
+	// A manifest missing is evidence that the registry lost content, and it
+	// may still claim what it lost (a stale blob descriptor cache). Then the
+	// rest of the closure is read, not asked: a blob's first byte replaces
+	// its HEAD (one request either way), a manifest the registry holds is
+	// read back by digest (confirm.go).
+	p.lost = lossSeen(manifests, remote)
 	wanted := map[digest.Digest]bool{}
 	for _, n := range manifests {
-		if n.Kind == content.KindManifest && (pl.deep || !remote[n.Digest]) {
+		if n.Kind == content.KindManifest && (pl.deep || p.lost || !remote[n.Digest]) {
 			for _, c := range n.Children {
 				if !wanted[c.Digest] && !c.Kind.IsManifest() {
 					wanted[c.Digest] = true
@@ -138,20 +142,17 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 			}
 		}
 	}
-	if err := pl.ask(ctx, blobs, false, remote); err != nil {
-		return nil, err
-	}
-	p.lost = lossSeen(manifests, remote)
-	var unserved map[digest.Digest]string
+	var (
+		unserved map[digest.Digest]string
+		err      error
+	)
 	if p.lost {
-		var err error
-		if unserved, err = pl.confirm(ctx, blobs, remote); err != nil {
-			return nil, err
-		}
-		p.read = map[digest.Digest]bool{}
-		for _, n := range blobs {
-			p.read[n.Digest] = remote[n.Digest]
-		}
+		unserved, err = pl.read(ctx, manifests, blobs, remote)
+	} else {
+		err = pl.ask(ctx, blobs, false, remote)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range nodes {
 		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
@@ -228,33 +229,38 @@ func lossSeen(manifests []*content.Node, remote map[digest.Digest]bool) bool {
 	return false
 }
 
-// confirm reads back the first byte of each blob the registry reported
-// present, concurrently, and marks those it does not serve absent, with
-// why. It costs one GET per blob, so it runs only on evidence of loss.
-func (pl *planner) confirm(ctx context.Context, blobs []*content.Node, remote map[digest.Digest]bool) (map[digest.Digest]string, error) {
+// read reads, concurrently, each blob's first byte and each manifest the
+// registry's HEAD said it holds, and records as present only what it
+// serves; for what it claims and does not serve, why. It runs only on
+// evidence of loss: a held manifest then costs a GET beside its HEAD.
+func (pl *planner) read(ctx context.Context, manifests, blobs []*content.Node, remote map[digest.Digest]bool) (map[digest.Digest]string, error) {
+	var todo []*content.Node
+	for _, n := range manifests {
+		if remote[n.Digest] {
+			todo = append(todo, n)
+		}
+	}
+	for _, n := range blobs {
+		if !n.Foreign {
+			todo = append(todo, n)
+		}
+	}
 	var mu sync.Mutex
 	unserved := map[digest.Digest]string{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(pl.concurrency)
-	var claimed []*content.Node
-	for _, n := range blobs {
-		if !n.Foreign && remote[n.Digest] {
-			claimed = append(claimed, n)
-		}
-	}
-	for _, n := range claimed {
+	for _, n := range todo {
 		g.Go(func() error {
-			err := pl.sess.ConfirmBlob(gctx, n.Descriptor)
-			switch {
-			case err == nil:
-				return nil
-			case !registry.IsUnserved(err):
+			err := confirmNode(gctx, pl.sess, n)
+			if err != nil && !registry.IsUnserved(err) {
 				return fmt.Errorf("registry %s: does it serve %s %s: %w", pl.sess.Ref(""), n.Kind, n.Digest, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			remote[n.Digest] = false
-			unserved[n.Digest] = "the registry answered HEAD 200 but does not serve it: " + err.Error()
+			remote[n.Digest] = err == nil
+			if err != nil && !registry.IsAbsent(err) {
+				unserved[n.Digest] = "the registry claims it and does not serve it: " + err.Error()
+			}
 			return nil
 		})
 	}

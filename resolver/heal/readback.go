@@ -13,28 +13,25 @@ import (
 )
 
 // readBack confirms, after a heal on evidence of loss, that the registry
-// serves the closure a fresh node will pull: each manifest GETs back with
-// its digest, each blob's first byte reads back (but for those the plan
-// read already). A registry that accepted
-// the heal and still does not serve the bytes fails the heal loudly (an
-// error registry.IsUnserved recognises), rather than leaving a node to hit
-// a short read. Nodes left unhealable are not asked: the result lists them.
+// serves what the heal wrote: each manifest GETs back with its digest,
+// each blob's first byte reads back. (The plan read the rest of the
+// closure, so the whole closure has then been read.) A registry that
+// accepted the writes and still does not serve the bytes fails the heal
+// loudly, with an error registry.IsUnserved recognises, rather than leave
+// a fresh node to hit a short read.
 func (h *Healer) readBack(ctx context.Context, sess *registry.Session, plan *Plan, res *Result) error {
 	var (
 		mu       sync.Mutex
 		unserved []error
-		asked    int
+		written  int
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(h.concurrency)
 	for _, n := range plan.Closure.Nodes() {
-		switch s := res.status(plan, n.Digest); {
-		case s == StatusSkipped || s == StatusMissing || s == StatusUnhealable:
+		if s := res.outcome[n.Digest]; s != StatusPushed && s != StatusMounted {
 			continue
-		case s == StatusPresent && plan.read[n.Digest]:
-			continue // its first byte was read by the plan, moments ago
 		}
-		asked++
+		written++
 		g.Go(func() error {
 			err := confirmNode(gctx, sess, n)
 			if err == nil || !registry.IsUnserved(err) {
@@ -47,11 +44,11 @@ func (h *Healer) readBack(ctx context.Context, sess *registry.Session, plan *Pla
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return fmt.Errorf("heal %s: reading the closure back: %w", plan.Target, err)
+		return fmt.Errorf("heal %s: reading back what it wrote: %w", plan.Target, err)
 	}
 	if len(unserved) > 0 {
-		return fmt.Errorf("heal %s: the registry accepted the heal but does not serve %d of %d nodes: %w",
-			plan.Target, len(unserved), asked, errors.Join(unserved...))
+		return fmt.Errorf("heal %s: the registry accepted %d writes and does not serve %d of them: %w",
+			plan.Target, written, len(unserved), errors.Join(unserved...))
 	}
 	return nil
 }

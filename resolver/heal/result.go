@@ -34,8 +34,8 @@ type Result struct {
 	BytesPushed    int64        `json:"bytesPushed"`
 	RootWasMissing bool         `json:"rootWasMissing"`
 	RetentionTags  []string     `json:"retentionTags,omitempty"`
-	// ReadBack: the registry lacked a manifest, so blobs it claimed were
-	// read rather than trusted, and the closure was read back after.
+	// ReadBack: the registry lacked a manifest, so the closure was read,
+	// not asked about, and what the heal wrote was read back after it.
 	ReadBack bool          `json:"readBack,omitempty"`
 	Requests int64         `json:"requests"`
 	Duration time.Duration `json:"duration"`

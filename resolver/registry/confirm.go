@@ -22,6 +22,13 @@ import (
 // errUnserved marks content a registry reports present but does not serve.
 var errUnserved = fmt.Errorf("the registry reports it present but does not serve it: %w", errdefs.ErrDataLoss)
 
+// errAbsent marks content the registry does not claim either (404).
+var errAbsent = fmt.Errorf("not in the registry: %w", errUnserved)
+
+// IsAbsent reports whether err is a confirmation the registry answered
+// 404: absent, not a lie. IsUnserved recognises it too.
+func IsAbsent(err error) bool { return errors.Is(err, errAbsent) }
+
 // IsUnserved reports whether err is a confirmation that failed: the
 // registry answered, and did not serve the content it claims to hold.
 func IsUnserved(err error) bool { return errors.Is(err, errUnserved) }
@@ -78,6 +85,9 @@ func (s *Session) confirm(ctx context.Context, kind string, desc ocispec.Descrip
 		defer resp.Body.Close() // unread: a ranged answer is one byte, a whole blob is left behind
 		if retryableStatus(resp.StatusCode) || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return fmt.Errorf("confirm %s %s in %s: %w", kindName(kind), desc.Digest, s.Ref(""), statusError(resp))
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s %s in %s: %w", kindName(kind), desc.Digest, s.Ref(""), errAbsent)
 		}
 		if err := check(resp); err != nil {
 			// A body cut short is the lie itself (distribution announces the
