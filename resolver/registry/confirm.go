@@ -82,7 +82,13 @@ func (s *Session) confirm(ctx context.Context, kind string, desc ocispec.Descrip
 		if err != nil {
 			return fmt.Errorf("confirm %s %s in %s: %w", kindName(kind), desc.Digest, s.Ref(""), err)
 		}
-		defer resp.Body.Close() // unread: a ranged answer is one byte, a whole blob is left behind
+		defer func() {
+			if kind == "blobs" && resp.StatusCode == http.StatusOK && desc.Size > 0 {
+				resp.Body.Close() // a whole blob, sent despite the Range: left unread
+				return
+			}
+			drain(resp) // small answers: read out, so the connection is reused
+		}()
 		if retryableStatus(resp.StatusCode) || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return fmt.Errorf("confirm %s %s in %s: %w", kindName(kind), desc.Digest, s.Ref(""), statusError(resp))
 		}
