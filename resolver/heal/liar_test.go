@@ -2,12 +2,14 @@ package heal_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
@@ -196,5 +198,38 @@ func TestCheckFixAsksEachNodeOnce(t *testing.T) {
 	}
 	if want := len(m1.Layers) + 2; len(asks) != want { // manifest, config, layers
 		t.Errorf("%d nodes asked, want %d: %v", len(asks), want, asks)
+	}
+}
+
+// peerHeals is an Ownership that ranks this node second and, when first
+// asked, does what the owning peer would: heals the root itself.
+type peerHeals struct {
+	once sync.Once
+	heal func()
+}
+
+func (p *peerHeals) Turn(context.Context, heal.Target) (heal.Turn, error) {
+	p.once.Do(p.heal)
+	return heal.Turn{Rank: 1}, nil
+}
+
+// TestCheckFixDeferredPlansAgain: a fix that waits its turn behind a peer
+// does not act on the check's plan, which the peer's heal made stale: it
+// plans again, finds the root whole, and writes nothing.
+func TestCheckFixDeferredPlansAgain(t *testing.T) {
+	peer := &peerHeals{}
+	f := healtest.New(t, heal.WithOwnership(peer, time.Minute, nil))
+	m1, _ := f.Orphan(t, imagetest.OCI)
+	peer.heal = func() {
+		imagetest.Push(t, f.Base, "app", heal.RetentionTag(m1.Desc.Digest), m1)
+		f.Log.Reset()
+	}
+
+	rep := check(t, f, []heal.Target{f.Target("app", m1)}, heal.WithFix(true))
+	if img := rep.Images[0]; img.Found != heal.StateHealable || img.State != heal.StateHealthy {
+		t.Errorf("found %s, state %s; want healable, then healthy", img.Found, img.State)
+	}
+	if w := f.Log.Writes(); len(w) != 0 {
+		t.Errorf("the fix wrote after the peer healed the root: %v", w)
 	}
 }
