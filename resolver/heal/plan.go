@@ -68,11 +68,6 @@ type Plan struct {
 	sess *registry.Session
 }
 
-// LossSeen reports whether the registry lacked a manifest of the closure:
-// evidence that it lost content, on which the plan read every blob's first
-// byte and every manifest it holds rather than trust a HEAD.
-func (p *Plan) LossSeen() bool { return p.lost }
-
 // Status returns a node's status in the plan.
 func (p *Plan) Status(d digest.Digest) Status { return p.status[d] }
 
