@@ -109,8 +109,8 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	remote := map[digest.Digest]bool{}
 
 	// Manifests first: every one is asked, present locally or not, and a
-	// present index does not stop the walk. Blobs only under a manifest the
-	// registry lacks (or all, when deep).
+	// present index does not stop the walk. Blobs only once a manifest is
+	// missing, or when deep: a registry keeps the blobs of what it holds.
 	var manifests, blobs []*content.Node
 	for _, n := range nodes {
 		if n.Kind.IsManifest() {
@@ -128,7 +128,7 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	p.lost = lossSeen(manifests, remote)
 	wanted := map[digest.Digest]bool{}
 	for _, n := range manifests {
-		if n.Kind == content.KindManifest && (pl.deep || p.lost || !remote[n.Digest]) {
+		if n.Kind == content.KindManifest && (pl.deep || p.lost) {
 			for _, c := range n.Children {
 				if !wanted[c.Digest] && !c.Kind.IsManifest() {
 					wanted[c.Digest] = true
