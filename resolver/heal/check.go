@@ -253,7 +253,8 @@ func (h *Healer) checkOne(ctx context.Context, sl slot, t Target, o checkOptions
 		hctx, cancel = context.WithTimeout(ctx, o.fixTimeout)
 		defer cancel()
 	}
-	res, err := h.share(hctx, t, sl)
+	// The heal takes this plan as its first round: each node is asked once.
+	res, err := h.share(hctx, t, sl, plan)
 	if ctx.Err() != nil {
 		return img, ctx.Err()
 	}

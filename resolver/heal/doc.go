@@ -3,7 +3,10 @@
 // store, asks the registry which nodes it holds (Plan), re-pushes what the
 // registry lacks and this node holds, leaves first: blobs, then child
 // manifests, then indexes (Healer.Heal), and binds a retention tag to an
-// orphan so the next garbage collection keeps it. Check classifies many
+// orphan so the next garbage collection keeps it. Where the registry shows
+// it lost content (a manifest of the closure missing) its HEAD is not
+// taken on trust: the plan reads each blob's first byte and each held
+// manifest, and the heal reads back what it wrote. Check classifies many
 // images at once for `regmend check` and the daemon's sweep; Queue runs
 // heals in the background for the mirror, bounded, coalesced and backed
 // off from a failing registry.

@@ -147,29 +147,45 @@ func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*P
 // share one run. A partial heal returns its result and an error that
 // errdefs.IsNotFound recognises; the result lists what is unhealable.
 func (h *Healer) Heal(ctx context.Context, t Target) (*Result, error) {
-	return h.share(ctx, t, nil) // inflight.go
+	return h.share(ctx, t, nil, nil) // inflight.go
 }
 
-// heal runs one heal of t; sl is the caller's heal slot, handed back while
-// it waits its turn (nil: none).
-func (h *Healer) heal(ctx context.Context, t Target, sl slot) (*Result, error) {
+// heal runs one heal of t. sl is the caller's heal slot, handed back while
+// it waits its turn (nil: none); planned, made by Plan for t just before
+// (or nil), is the first round's plan, so a check that fixes what it found
+// asks the registry about each node once.
+func (h *Healer) heal(ctx context.Context, t Target, sl slot, planned *Plan) (*Result, error) {
 	start := time.Now()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("target", t.String()))
-	if err := h.awaitTurn(ctx, t, sl); err != nil {
-		return nil, err
-	}
-	defer h.inflight.start(t)()
-	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
+	deferred, err := h.awaitTurn(ctx, t, sl)
 	if err != nil {
 		return nil, err
 	}
+	// A plan made before waiting on a peer is stale by the time it is this
+	// node's turn.
+	if deferred || planned == nil || planned.sess == nil || planned.Target.String() != t.String() {
+		planned = nil
+	}
+	defer h.inflight.start(t)()
+	var sess *registry.Session
+	if planned != nil {
+		sess = planned.sess
+	} else if sess, err = h.remote.Session(ctx, t.Registry, t.Repository); err != nil {
+		return nil, err
+	}
 	res := &Result{Target: t, outcome: map[digest.Digest]Status{}}
-	var plan *Plan
+	var (
+		plan *Plan
+		lost bool
+	)
 	for round := 1; ; round++ {
-		plan, err = h.plan(ctx, sess, t)
+		if plan, err = planned, nil; round > 1 || plan == nil {
+			plan, err = h.plan(ctx, sess, t)
+		}
 		if err != nil {
 			return nil, err
 		}
+		lost = lost || plan.lost
 		if round == 1 {
 			res.RootWasMissing = plan.Status(t.Root.Digest) != StatusPresent
 		}
@@ -183,6 +199,12 @@ func (h *Healer) heal(ctx context.Context, t Target, sl slot) (*Result, error) {
 	}
 	if err == nil {
 		err = h.retain(ctx, sess, plan, res)
+	}
+	if err == nil && lost {
+		// The registry lost content and may still claim it: what a fresh
+		// node will pull must read back (confirm.go).
+		res.ReadBack = true
+		err = h.readBack(ctx, sess, plan, res)
 	}
 	res.finish(plan, sess, time.Since(start))
 	if err != nil {
@@ -240,8 +262,8 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 		i = len(blobs)
 	}
 	lanes, lctx := errgroup.WithContext(ctx)
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, record) })
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, plan.lost, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, plan.lost, record) })
 	if err := lanes.Wait(); err != nil {
 		return err
 	}
@@ -251,7 +273,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	// could be accepted just before a GC takes a blob, and the re-plan would
 	// then find the manifest present and look no further.)
 	for _, level := range levels(manifests) {
-		if err := h.pushAll(ctx, sess, level, h.concurrency, record); err != nil {
+		if err := h.pushAll(ctx, sess, level, h.concurrency, plan.lost, record); err != nil {
 			return err
 		}
 	}
@@ -262,12 +284,12 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 const smallBlob = 1 << 20
 
 // pushAll pushes nodes, limit at a time, recording each outcome.
-func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, record func(*content.Node, registry.Outcome)) error {
+func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, lost bool, record func(*content.Node, registry.Outcome)) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
 	for _, n := range nodes {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, n)
+			o, err := h.pushNode(gctx, sess, n, lost)
 			if err != nil {
 				return err
 			}
@@ -302,10 +324,13 @@ func levels(manifests []*content.Node) [][]*content.Node {
 // pushNode pushes one node the plan found missing, with retries; each try
 // re-reads local content. The plan's HEAD was the presence check, so the
 // push asks nothing first: a blob is uploaded (or mounted), a manifest put
-// by digest.
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node) (registry.Outcome, error) {
+// by digest. When the registry lost content (lost), a mount is read back
+// before it is believed: the registry decides it from the same stale
+// answer as its HEAD. One it does not serve is uploaded instead.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node, lost bool) (registry.Outcome, error) {
 	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
 	var out registry.Outcome
+	mount := true
 	err := sess.Retry(ctx, func() error {
 		var err error
 		if n.Kind.IsManifest() {
@@ -313,8 +338,17 @@ func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *conten
 			return err
 		}
 		desc := n.Descriptor
-		desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
-		out, err = sess.Upload(ctx, desc, open)
+		if mount {
+			desc.Annotations = content.SourceAnnotations(n.Labels) // cross-repo mount candidates
+		}
+		if out, err = sess.Upload(ctx, desc, open); err != nil || out != registry.Mounted || !lost {
+			return err
+		}
+		if err = sess.ConfirmBlob(ctx, n.Descriptor); registry.IsUnserved(err) {
+			log.G(ctx).WithField("digest", n.Digest).Info("registry mounted a blob it does not serve; uploading it")
+			mount = false
+			out, err = sess.Upload(ctx, n.Descriptor, open)
+		}
 		return err
 	})
 	return out, err

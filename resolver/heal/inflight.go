@@ -30,18 +30,19 @@ type call struct {
 const maxHealed = 4096
 
 // share heals t, or joins the heal of t already under way. sl is the
-// caller's heal slot (nil: none). The caller that runs the heal hands its
+// caller's heal slot (nil: none); planned is the leader's first-round plan
+// (nil: plan), unused by a caller that joins. The caller that runs the heal hands its
 // slot back while it waits its turn among a fleet's holders (awaitTurn);
 // one that joins hands it back while it waits for that run. Either takes
 // a slot again before it returns, so a slot is held only by a heal at
 // work: a heal waiting on another never holds one that heals of other
 // roots need.
-func (h *Healer) share(ctx context.Context, t Target, sl slot) (*Result, error) {
+func (h *Healer) share(ctx context.Context, t Target, sl slot, planned *Plan) (*Result, error) {
 	key := t.String()
 	for {
 		c, leader := h.inflight.join(key)
 		if leader {
-			return h.lead(ctx, key, t, sl, c)
+			return h.lead(ctx, key, t, sl, planned, c)
 		}
 		released := sl != nil && sl.release()
 		select {
@@ -65,9 +66,9 @@ func (h *Healer) share(ctx context.Context, t Target, sl slot) (*Result, error) 
 	}
 }
 
-func (h *Healer) lead(ctx context.Context, key string, t Target, sl slot, c *call) (*Result, error) {
+func (h *Healer) lead(ctx context.Context, key string, t Target, sl slot, planned *Plan, c *call) (*Result, error) {
 	defer h.inflight.finish(key, c)
-	c.res, c.err = h.heal(ctx, t, sl)
+	c.res, c.err = h.heal(ctx, t, sl, planned)
 	if c.err == nil || errors.Is(c.err, errNotHealable) {
 		h.inflight.ended(key)
 	}

@@ -87,19 +87,21 @@ type ownership struct {
 }
 
 // awaitTurn returns when this node should heal t (or ctx is done, with its
-// error). sl, the caller's heal slot, is handed back while it waits.
-func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
+// error), and whether it deferred to a peer first. sl, the caller's heal
+// slot, is handed back while it waits.
+func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (deferred bool, err error) {
 	if h.owner == nil {
-		return nil
+		return false, nil
 	}
 	turn, err := h.owner.o.Turn(ctx, t)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("ownership unknown; healing as a single node")
-		return nil
+		return false, nil
 	}
 	if turn.Rank == 0 {
-		return nil
+		return false, nil
 	}
+	deferred = true
 	h.owner.metrics.count(decisionDeferred)
 	// Waiting needs no heal slot: hand the caller's back (the queue's
 	// worker, the sweep's image slot), and take one again only to heal.
@@ -115,7 +117,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 	l.WithField("takeover_after", h.owner.after).Info("heal deferred to a peer that holds the root")
 	w := waiting{h: h, t: t, l: l}
 	if done, err := w.look(ctx); done || err != nil {
-		return err
+		return deferred, err
 	}
 	last := time.Now()
 	for {
@@ -125,7 +127,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 			// heals it ended.
 			fewer, done, err := w.again(ctx)
 			if done || err != nil {
-				return err
+				return deferred, err
 			}
 			if fewer {
 				last = time.Now()
@@ -133,17 +135,17 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 			}
 			h.owner.metrics.count(decisionTakeover)
 			l.WithField("missing", w.count).Warn("no progress by the owning peer; taking the heal over")
-			return nil
+			return deferred, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return deferred, ctx.Err()
 		case <-time.After(min(poll, time.Until(last.Add(limit))+time.Millisecond)):
 		}
 		next, err := h.owner.o.Ask(ctx, t, turn)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return deferred, ctx.Err()
 			}
 			l.WithError(err).Debug("the owner did not answer; ranking again")
 			if next, err = h.owner.o.Turn(ctx, t); err != nil {
@@ -152,7 +154,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 			if next.Rank == 0 {
 				h.owner.metrics.count(decisionTakeover)
 				l.WithField("missing", w.count).Warn("the holders ranked before this node stopped answering; taking the heal over")
-				return nil
+				return deferred, nil
 			}
 		}
 		turn = next
@@ -162,7 +164,7 @@ func (h *Healer) awaitTurn(ctx context.Context, t Target, sl slot) (err error) {
 		if turn.AheadHealed.After(w.at) {
 			fewer, done, err := w.again(ctx)
 			if done || err != nil {
-				return err
+				return deferred, err
 			}
 			if fewer {
 				last = time.Now()

@@ -61,6 +61,11 @@ type Plan struct {
 	Closure *content.Closure
 	status  map[digest.Digest]Status
 	reason  map[digest.Digest]string
+	// lost: the registry lacks a manifest of the closure, so the rest of
+	// the closure was read rather than asked (confirm.go).
+	lost bool
+	// sess asked the registry; a heal handed the plan goes on with it.
+	sess *registry.Session
 }
 
 // Status returns a node's status in the plan.
@@ -99,13 +104,13 @@ type planner struct {
 }
 
 func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure) (*Plan, error) {
-	p := &Plan{Target: t, Closure: closure, status: map[digest.Digest]Status{}, reason: map[digest.Digest]string{}}
+	p := &Plan{Target: t, Closure: closure, status: map[digest.Digest]Status{}, reason: map[digest.Digest]string{}, sess: pl.sess}
 	nodes := closure.Nodes()
 	remote := map[digest.Digest]bool{}
 
 	// Manifests first: every one is asked, present locally or not, and a
-	// present index does not stop the walk. Blobs only under a manifest the
-	// registry lacks (or all, when deep).
+	// present index does not stop the walk. Blobs only once a manifest is
+	// missing, or when deep: a registry keeps the blobs of what it holds.
 	var manifests, blobs []*content.Node
 	for _, n := range nodes {
 		if n.Kind.IsManifest() {
@@ -115,9 +120,15 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 	if err := pl.ask(ctx, manifests, true, remote); err != nil {
 		return nil, err
 	}
+	// A manifest missing is evidence that the registry lost content, and it
+	// may still claim what it lost (a stale blob descriptor cache). Then the
+	// rest of the closure is read, not asked: a blob's first byte replaces
+	// its HEAD (one request either way), a manifest the registry holds is
+	// read back by digest (confirm.go).
+	p.lost = lossSeen(manifests, remote)
 	wanted := map[digest.Digest]bool{}
 	for _, n := range manifests {
-		if n.Kind == content.KindManifest && (pl.deep || !remote[n.Digest]) {
+		if n.Kind == content.KindManifest && (pl.deep || p.lost) {
 			for _, c := range n.Children {
 				if !wanted[c.Digest] && !c.Kind.IsManifest() {
 					wanted[c.Digest] = true
@@ -126,11 +137,25 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 			}
 		}
 	}
-	if err := pl.ask(ctx, blobs, false, remote); err != nil {
+	var (
+		unserved map[digest.Digest]string
+		err      error
+	)
+	if p.lost {
+		unserved, err = pl.read(ctx, manifests, blobs, remote)
+	} else {
+		err = pl.ask(ctx, blobs, false, remote)
+	}
+	if err != nil {
 		return nil, err
 	}
 	for _, n := range nodes {
 		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
+		if why, ok := unserved[n.Digest]; ok && p.reason[n.Digest] == "" {
+			p.reason[n.Digest] = why
+		} else if ok {
+			p.reason[n.Digest] += "; " + why
+		}
 	}
 	return p, nil
 }
@@ -186,3 +211,53 @@ func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[di
 
 // errNotHealable marks a heal that left nodes the registry still lacks.
 var errNotHealable = fmt.Errorf("content absent in the registry and locally: %w", errdefs.ErrNotFound)
+
+// lossSeen reports whether the registry lacks a manifest it was asked
+// about: a registry that lost a root or a child manifest may have lost its
+// blobs while still answering HEAD 200 for them (a stale descriptor cache).
+func lossSeen(manifests []*content.Node, remote map[digest.Digest]bool) bool {
+	for _, n := range manifests {
+		if !n.Foreign && !remote[n.Digest] {
+			return true
+		}
+	}
+	return false
+}
+
+// read reads, concurrently, each blob's first byte and each manifest the
+// registry's HEAD said it holds, and records as present only what it
+// serves; for what it claims and does not serve, why. It runs only on
+// evidence of loss: a held manifest then costs a GET beside its HEAD.
+func (pl *planner) read(ctx context.Context, manifests, blobs []*content.Node, remote map[digest.Digest]bool) (map[digest.Digest]string, error) {
+	var todo []*content.Node
+	for _, n := range manifests {
+		if remote[n.Digest] {
+			todo = append(todo, n)
+		}
+	}
+	for _, n := range blobs {
+		if !n.Foreign {
+			todo = append(todo, n)
+		}
+	}
+	var mu sync.Mutex
+	unserved := map[digest.Digest]string{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pl.concurrency)
+	for _, n := range todo {
+		g.Go(func() error {
+			err := confirmNode(gctx, pl.sess, n)
+			if err != nil && !registry.IsUnserved(err) {
+				return fmt.Errorf("registry %s: does it serve %s %s: %w", pl.sess.Ref(""), n.Kind, n.Digest, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			remote[n.Digest] = err == nil
+			if err != nil && !registry.IsAbsent(err) {
+				unserved[n.Digest] = "the registry claims it and does not serve it: " + err.Error()
+			}
+			return nil
+		})
+	}
+	return unserved, g.Wait()
+}

@@ -1,6 +1,7 @@
 package heal_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -20,38 +21,63 @@ import (
 	"github.com/regmend/regmend/resolver/heal/healtest"
 )
 
-// TestHealAsksOncePerNode: the plan's HEAD is the only presence check. An
-// orphan heal asks once about each node it plans (the manifest, its config
-// and layers) and once about the retention tag, then writes: each blob one
-// POST and one PUT, the manifest and the tag one PUT each.
+// TestHealAsksOncePerNode: the plan is the only presence check. An orphan
+// heal asks once about each node it plans before it writes (the manifest
+// by HEAD; its config and layers by a ranged GET, since the manifest
+// missing is evidence of loss), then writes: each blob one POST and one
+// PUT, the manifest and the tag one PUT each, the tag after one HEAD; and
+// reads back each node it wrote once.
 func TestHealAsksOncePerNode(t *testing.T) {
 	f := healtest.New(t)
 	m1, _ := f.Orphan(t, imagetest.OCI)
 	if _, err := f.Heal(t, "app", m1); err != nil {
 		t.Fatal(err)
 	}
-	heads := map[string]int{}
+	asks, after := asksAroundWrites(f.Log.All())
 	var posts, puts int
-	for _, r := range f.Log.All() {
+	for _, r := range f.Log.Writes() {
 		switch r.Method {
-		case http.MethodHead:
-			heads[r.Path]++
 		case http.MethodPost:
 			posts++
 		case http.MethodPut:
 			puts++
 		}
 	}
-	for path, n := range heads {
+	for path, n := range asks {
 		if n != 1 {
-			t.Errorf("HEAD %s sent %d times, want once", path, n)
+			t.Errorf("%s asked %d times before the writes, want once", path, n)
 		}
 	}
 	blobs := len(m1.Layers) + 1
-	if len(heads) != blobs+2 || posts != blobs || puts != blobs+2 {
-		t.Errorf("%d HEADs, %d POSTs, %d PUTs; want %d, %d and %d (each node asked once, then written)",
-			len(heads), posts, puts, blobs+2, blobs, blobs+2)
+	if len(asks) != blobs+1 || posts != blobs || puts != blobs+2 {
+		t.Errorf("%d nodes asked, %d POSTs, %d PUTs; want %d, %d and %d (each node asked once, then written)",
+			len(asks), posts, puts, blobs+1, blobs, blobs+2)
 	}
+	tag := "HEAD /v2/app/manifests/" + heal.RetentionTag(m1.Desc.Digest)
+	if after[tag] != 1 || len(after) != blobs+2 {
+		t.Errorf("after the first write: %v; want the retention tag's HEAD and one read-back GET of each of the %d nodes written", after, blobs+1)
+	}
+	for path, n := range after {
+		if n != 1 {
+			t.Errorf("%s sent %d times after the first write, want once", path, n)
+		}
+	}
+}
+
+// asksAroundWrites counts the reads (HEAD, GET) of each path before the
+// first write, and after it.
+func asksAroundWrites(log []imagetest.Request) (before, after map[string]int) {
+	before, after = map[string]int{}, map[string]int{}
+	cur := before
+	for _, r := range log {
+		switch r.Method {
+		case http.MethodHead, http.MethodGet:
+			cur[r.Method+" "+r.Path]++
+		default:
+			cur = after
+		}
+	}
+	return before, after
 }
 
 // TestHealMountsFromSourceRepository: the node pulled the image from
@@ -63,17 +89,27 @@ func TestHealMountsFromSourceRepository(t *testing.T) {
 	m := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 1024)
 	imagetest.WriteLocal(t, f.CS, f.Host, "base", m)
 	// go-containerregistry's registry does not mount; this fault answers
-	// as distribution does when the source repository holds the blob.
+	// as distribution does when the source repository holds the blob, and
+	// then serves the mounted blob in "app" (the heal reads a mount back,
+	// since the registry lacked the manifest).
 	var mu sync.Mutex
 	mounts := map[string]string{}
+	blobs := map[string]imagetest.Blob{}
+	for _, b := range append(m.Layers, *m.Config) {
+		blobs[b.Desc.Digest.String()] = b
+	}
 	f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
 		q := r.URL.Query()
+		if d, ok := strings.CutPrefix(r.URL.Path, "/v2/app/blobs/"); ok && mounts[d] != "" {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blobs[d].Data))
+			return true
+		}
 		if r.Method != http.MethodPost || q.Get("mount") == "" {
 			return false
 		}
-		mu.Lock()
 		mounts[q.Get("mount")] = q.Get("from")
-		mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		return true
 	})

@@ -336,7 +336,7 @@ func (q *Queue) heal(ctx context.Context, sl slot, j healJob) error {
 	var errs []error
 	for _, root := range roots {
 		start := time.Now()
-		res, err := q.healer.share(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root}, sl)
+		res, err := q.healer.share(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root}, sl, nil)
 		q.metrics.heal(res, err, time.Since(start))
 		if err != nil {
 			errs = append(errs, err)

@@ -25,17 +25,20 @@ type NodeResult struct {
 // Result reports a heal: every node leaves first, what was pushed, and what
 // could not be restored.
 type Result struct {
-	Target         Target        `json:"target"`
-	Nodes          []NodeResult  `json:"nodes"`
-	Pushed         int           `json:"pushed"`
-	Mounted        int           `json:"mounted"`
-	Present        int           `json:"present"`
-	Unhealable     int           `json:"unhealable"`
-	BytesPushed    int64         `json:"bytesPushed"`
-	RootWasMissing bool          `json:"rootWasMissing"`
-	RetentionTags  []string      `json:"retentionTags,omitempty"`
-	Requests       int64         `json:"requests"`
-	Duration       time.Duration `json:"duration"`
+	Target         Target       `json:"target"`
+	Nodes          []NodeResult `json:"nodes"`
+	Pushed         int          `json:"pushed"`
+	Mounted        int          `json:"mounted"`
+	Present        int          `json:"present"`
+	Unhealable     int          `json:"unhealable"`
+	BytesPushed    int64        `json:"bytesPushed"`
+	RootWasMissing bool         `json:"rootWasMissing"`
+	RetentionTags  []string     `json:"retentionTags,omitempty"`
+	// ReadBack: the registry lacked a manifest, so the closure was read,
+	// not asked about, and what the heal wrote was read back after it.
+	ReadBack bool          `json:"readBack,omitempty"`
+	Requests int64         `json:"requests"`
+	Duration time.Duration `json:"duration"`
 
 	outcome map[digest.Digest]Status
 }
