@@ -63,7 +63,7 @@ func TestCheckNamesEachTrap(t *testing.T) {
 	}, {
 		name: "containerd 1.7, version 2: discard_unpacked_layers in an imported file, as a dotted key",
 		files: map[string]string{
-			"/etc/containerd/config.toml":         "containerd-1.7-v2.toml",
+			"/etc/containerd/config.toml":        "containerd-1.7-v2.toml",
 			"/etc/containerd/conf.d/10-cri.toml": "containerd-1.7-cri.toml",
 		},
 		want: []want{{setting: "discard_unpacked_layers = true", file: "/etc/containerd/conf.d/10-cri.toml", line: 5,
