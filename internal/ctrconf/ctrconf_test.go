@@ -38,6 +38,7 @@ type want struct {
 	setting, file string
 	line          int
 	fix           string
+	why           string // a piece of Why, when the case is about it
 }
 
 const (
@@ -85,6 +86,7 @@ func TestCheckNamesEachTrap(t *testing.T) {
 		files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": "k3s-config.toml"},
 		opts:  []ctrconf.Option{ctrconf.WithHostsDir(k3sCerts), ctrconf.WithRegistries("edge:5000")},
 		want: []want{{setting: "k3s writes " + k3sCerts + " from /etc/rancher/k3s/registries.yaml", file: "/etc/rancher/k3s/registries.yaml",
+			why: "/etc/rancher/k3s is not visible here",
 			fix: "mirrors:\n  \"edge:5000\":\n    endpoint:\n      - \"https://edge:5000\"\n      - \"http://127.0.0.1:5050\"\n"}},
 	}, {
 		name: "k3s with regmend in registries.yaml after the registry",
@@ -123,6 +125,9 @@ func TestCheckNamesEachTrap(t *testing.T) {
 				g := got[i]
 				if g.Setting != w.setting || g.File != w.file || g.Line != w.line || !strings.Contains(g.Fix, w.fix) {
 					t.Errorf("finding %d:\n%s\nwant setting %q at %s:%d with fix containing\n%s", i, g, w.setting, w.file, w.line, w.fix)
+				}
+				if !strings.Contains(g.Why, w.why) {
+					t.Errorf("finding %d: why %q, want it to say %q", i, g.Why, w.why)
 				}
 				if g.Why == "" || strings.Contains(g.String(), root) {
 					t.Errorf("finding %d says no why, or names the test root:\n%s", i, g)

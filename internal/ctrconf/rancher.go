@@ -87,13 +87,20 @@ func (o *options) checkRancher() []Finding {
 	if len(missing) == 0 {
 		return nil
 	}
+	unseen := ""
+	if _, err := os.Stat(o.path(d.etcDir)); errors.Is(err, fs.ErrNotExist) {
+		// In a pod that does not mount it: say so rather than claim the
+		// file lacks the entry.
+		unseen = fmt.Sprintf(" (%s is not visible here, so its registries.yaml could not be read: mount %s read-only "+
+			"to check it, or ignore this if it already lists regmend as below)", d.etcDir, d.etcDir)
+	}
 	return []Finding{{
 		Setting: fmt.Sprintf("%s writes %s from %s", d.name, d.certsDir(), yamlPath),
 		File:    yamlPath,
 		Line:    line,
 		Why: fmt.Sprintf("%s rewrites its containerd's hosts.toml files from registries.yaml each time it starts, so the "+
 			"entry regmend writes into certs.d is gone after %s's next restart (until regmend's pod restarts and writes it "+
-			"again); listed in registries.yaml after the registry's own endpoint, regmend is in what %s writes", d.name, d.name, d.name),
+			"again); listed in registries.yaml after the registry's own endpoint, regmend is in what %s writes%s", d.name, d.name, d.name, unseen),
 		Fix: "in " + yamlPath + " (keep its other entries):\n" + o.mirrorsYAML(d, mirrors, missing...) + "then restart " + d.restart + "\n",
 	}}
 }
