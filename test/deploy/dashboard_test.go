@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/regmend/regmend/test/e2e/harness"
 )
 
 // TestChartDashboard: dashboard.enabled renders one ConfigMap with Grafana's
@@ -107,4 +109,39 @@ func registeredMetrics(t *testing.T) map[string]bool {
 		t.Fatalf("found metrics %v: the scan missed known ones", slices.Sorted(maps.Keys(out)))
 	}
 	return out
+}
+
+// TestChartPrometheusRule: prometheusRule.enabled renders the two alerts,
+// each on metrics regmend registers; off by default.
+func TestChartPrometheusRule(t *testing.T) {
+	if n := len(harness.Objects(parse(t, template(t, "--set", "registries={"+registry+"}")), "PrometheusRule")); n != 0 {
+		t.Fatalf("%d PrometheusRules rendered by default", n)
+	}
+	objs := parse(t, template(t, "--set", "registries={"+registry+"}", "--set", "prometheusRule.enabled=true"))
+	var rule struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	decode(t, one(t, objs, "PrometheusRule"), &rule)
+	registered := registeredMetrics(t)
+	var alerts []string
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+			for _, n := range regexp.MustCompile(`regmend_[a-z0-9_]+`).FindAllString(r.Expr, -1) {
+				if !registered[n] {
+					t.Errorf("alert %s: %s is not a metric regmend registers", r.Alert, n)
+				}
+			}
+		}
+	}
+	if got := strings.Join(alerts, " "); got != "RegmendHealsFailing RegmendKeepsServingFromNodeStore" {
+		t.Errorf("alerts %q", got)
+	}
 }
