@@ -18,6 +18,7 @@ import (
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/internal/ctrconf"
 	"github.com/regmend/regmend/internal/daemon"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/registry"
@@ -38,6 +39,13 @@ image by tag and by digest are checked once). Each image is:
                is still listed, and --fix still pushes it)
   unreachable  the registry did not answer, or refused to
 
+A broken image whose only missing parts are layers this node deleted after
+unpacking them (the manifests naming them are here) is shown as "layers
+discarded after unpack (discard_unpacked_layers)": that is what containerd's
+CRI setting discard_unpacked_layers = true leaves. Before checking, the
+containerd config is read and each setting that defeats regmend is named on
+stderr with its fix.
+
 Exit status: 0 every image healthy (after --fix: healed), 3 damage found or
 left after --fix, 1 an error (an unreachable registry, a failed fix), 2 usage.`,
 		Flags: []cli.Flag{
@@ -46,6 +54,7 @@ left after --fix, 1 an error (an unreachable registry, a failed fix), 2 usage.`,
 			&cli.BoolFlag{Name: "deep", Usage: "also ask the registry for every config and layer; the default checks every manifest and index and trusts the registry to keep the blobs of manifests it holds"},
 			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "images checked at once"},
 			&cli.FloatFlag{Name: "rate", Usage: "most registry requests per second, bursts of as many (0: unlimited)"},
+			containerdConfigFlag("containerd's config `file`, checked first for settings that defeat regmend (warnings only)"),
 			outputFlag(),
 		},
 		Action: runCheck,
@@ -84,6 +93,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if conc < 1 || rate < 0 || math.IsNaN(rate) {
 		return usageError("--concurrency must be at least 1 and --rate at least 0")
 	}
+	warnContainerdTraps(ctx, cmd, ctrconf.WithRegistries(regs...))
 	opts := []registry.Option{registry.WithRegistries(regs...)}
 	if rate > 0 {
 		opts = append(opts, registry.WithRequestRate(rate, max(1, int(math.Ceil(rate)))))
@@ -225,7 +235,7 @@ func printCheck(w io.Writer, asJSON bool, rep *heal.CheckReport) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return enc.Encode(newCheckOutput(rep))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATE\tIMAGE\tMISSING\tBYTES")
@@ -241,8 +251,16 @@ func printCheck(w io.Writer, asJSON bool, rep *heal.CheckReport) error {
 		}
 	}
 	var counts []string
+	discarded := len(newCheckOutput(rep).LayersDiscarded)
 	for _, s := range heal.States {
-		counts = append(counts, fmt.Sprintf("%d %s", rep.Counts[string(s)], s))
+		n := rep.Counts[string(s)]
+		if s == heal.StateBroken {
+			n -= discarded
+		}
+		counts = append(counts, fmt.Sprintf("%d %s", n, s))
+	}
+	if discarded > 0 {
+		counts = append(counts, fmt.Sprintf("%d %s", discarded, stateDiscarded))
 	}
 	after := ""
 	if rep.Fix {
@@ -263,6 +281,9 @@ func shownState(img heal.ImageReport) string {
 	if img.Fix != nil && img.Found != img.State && img.State == heal.StateHealthy {
 		return "healed"
 	}
+	if layersDiscarded(img) {
+		return stateDiscarded
+	}
 	return string(img.State)
 }
 
@@ -274,6 +295,9 @@ func printDetails(w io.Writer, img heal.ImageReport) {
 	fmt.Fprintln(w)
 	if img.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", img.Error)
+	}
+	if layersDiscarded(img) {
+		fmt.Fprintln(w, "  this node deleted these layers after unpacking them (CRI discard_unpacked_layers = true) and the registry lacks them too: only a node or a publisher that still holds them can restore them")
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	line := func(label string, n heal.NodeResult) {

@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v3"
 
+	"github.com/regmend/regmend/internal/ctrconf"
 	"github.com/regmend/regmend/internal/daemon"
 	"github.com/regmend/regmend/internal/hostsfile"
 )
@@ -22,7 +21,9 @@ so containerd asks the
 registry first and regmend's mirror only after the registry answered 404.
 Keeps everything already in the file, backs it up before changing it, does
 nothing when it is already right, and refuses a file it cannot parse. Then
-checks that containerd's CRI config_path makes containerd read it.
+checks containerd's config for the settings that defeat regmend (CRI's
+config_path, discard_unpacked_layers, the k3s and rke2 layouts) and warns,
+naming each with its file, line and fix.
 
 With --mirror-token-file, regmend's entry also carries the node's mirror
 token as the X-Regmend-Token header (the file is created if absent, and the
@@ -41,7 +42,7 @@ token out of any older one.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mirror", Value: "http://127.0.0.1:5050", Usage: "regmend's mirror `URL` (serve --listen); with --remove, unset means regmend's entry at any address"},
 			&cli.StringFlag{Name: "server-scheme", Usage: "`http` or https for the registry, when the file names no server (default https)"},
-			&cli.StringFlag{Name: "containerd-config", Value: "/etc/containerd/config.toml", Usage: "containerd's config `file`, checked for CRI's config_path"},
+			containerdConfigFlag("containerd's config `file`, checked for settings that defeat regmend (CRI's config_path, discard_unpacked_layers, the k3s and rke2 layouts)"),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the resulting file; write nothing"},
 			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent), written into the mirror's entry as the " + daemon.MirrorTokenHeader + " header; with --remove, deleted"},
 			&cli.BoolFlag{Name: "remove", Usage: "take regmend's entry out of the file instead (uninstall)"},
@@ -100,12 +101,6 @@ func runHosts(ctx context.Context, cmd *cli.Command) error {
 		verb := map[hostsfile.Action]string{hostsfile.Created: "created", hostsfile.Updated: "updated", hostsfile.Unchanged: "already right:"}[res.Action]
 		printHostsResult(w, res, verb, cmd.Bool("dry-run"), tok)
 	}
-	f, err := hostsfile.CheckCRIConfigPath(cmd.String("containerd-config"), hostsDir)
-	switch {
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "warning: cannot check containerd's config: %v\n", err)
-	case !f.OK():
-		fmt.Fprintf(os.Stderr, "warning: %s\n--- %s\n%s\n", f.Message, f.FixIn, f.Fix)
-	}
+	warnContainerdTraps(ctx, cmd, ctrconf.WithMirror(cmd.String("mirror")), ctrconf.WithRegistries(registries...))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/urfave/cli/v3"
 
+	"github.com/regmend/regmend/internal/ctrconf"
 	"github.com/regmend/regmend/internal/daemon"
 )
 
@@ -32,6 +33,7 @@ tells which (the bound mirror, metrics and peer addresses).`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
 			&cli.IntFlag{Name: "workers", Value: 2, Usage: "heals running at once"},
 			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
+			&cli.StringFlag{Name: "containerd-config", Value: ctrconf.DefaultConfigFile, Usage: "containerd's config `file`, read at start for settings that defeat regmend (logged); empty skips it"},
 			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent): serve only requests carrying it in the " + daemon.MirrorTokenHeader + " header (see hosts --mirror-token-file)"},
 		}, clusterFlags()...),
 		Action: runServe,
@@ -64,6 +66,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set("workers", func() { cfg.Workers = int(cmd.Int("workers")) })
 	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
 	set("mirror-token-file", func() { cfg.MirrorTokenFile = cmd.String("mirror-token-file") })
+	set("containerd-config", func() { cfg.ContainerdConfig = cmd.String("containerd-config") })
 	applyClusterFlags(cmd, &cfg)
 	set(flagContentDir, func() { cfg.ContentDir = cmd.String(flagContentDir) })
 	if err := cfg.Validate(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/internal/ctrconf"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/registry"
 )
@@ -81,6 +82,11 @@ type Config struct {
 	// directory falls back to the API. The plugin build ignores it: it reads
 	// the store in-process, from the same files.
 	ContentDir string `toml:"content_dir"`
+
+	// ContainerdConfig is containerd's config file, read once at start to
+	// log each setting that defeats regmend (internal/ctrconf); "" skips
+	// the check.
+	ContainerdConfig string `toml:"containerd_config"`
 }
 
 // Default settings; the rest come from the packages that own them
@@ -105,6 +111,8 @@ func DefaultConfig() Config {
 		QueueSize:     heal.DefaultQueueSize,
 		Workers:       heal.DefaultWorkers,
 		TakeoverAfter: Duration(heal.DefaultTakeoverAfter),
+
+		ContainerdConfig: ctrconf.DefaultConfigFile,
 	}
 }
 

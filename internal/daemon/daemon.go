@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/internal/ctrconf"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/mirror"
 	"github.com/regmend/regmend/resolver/registry"
@@ -126,6 +127,7 @@ func (d *Daemon) Close() error {
 func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	defer d.lns.close()
 	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
+	logContainerdTraps(ctx, d.cfg)
 	handler, err := d.guardMirror(ctx)
 	if err != nil {
 		return err
@@ -179,6 +181,23 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// logContainerdTraps logs, once, each containerd setting that defeats
+// regmend, with its file, line and fix.
+func logContainerdTraps(ctx context.Context, cfg Config) {
+	if cfg.ContainerdConfig == "" {
+		return
+	}
+	findings, err := ctrconf.Check(ctx, ctrconf.WithConfigFile(cfg.ContainerdConfig), ctrconf.WithHostsDir(cfg.HostsDir),
+		ctrconf.WithMirror("http://"+cfg.Listen), ctrconf.WithRegistries(cfg.Registries...))
+	for _, f := range findings {
+		log.G(ctx).WithField("file", f.Where()).WithField("setting", f.Setting).WithField("fix", f.Fix).
+			Warn("containerd setting defeats regmend: " + f.Why)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("cannot check containerd's config for settings that defeat regmend")
+	}
 }
 
 func logListen(ctx context.Context, addr net.Addr) {

@@ -152,17 +152,9 @@ func (s *Session) mountCandidate(desc ocispec.Descriptor) string {
 // IsChildUnknown sees MANIFEST_BLOB_UNKNOWN. PutManifest tries once; wrap it
 // in Retry.
 func (s *Session) PutManifest(ctx context.Context, ref string, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
-	if desc.Size > maxManifestSize {
-		return fmt.Errorf("manifest %s is %d bytes, over the %d a registry takes: %w", desc.Digest, desc.Size, maxManifestSize, errdefs.ErrInvalidArgument)
-	}
-	rc, err := open()
+	b, err := readManifest(desc, open)
 	if err != nil {
 		return err
-	}
-	b, err := io.ReadAll(newVerifyingReader(rc, desc))
-	rc.Close()
-	if err != nil {
-		return err // local side, named by the verifying reader
 	}
 	ctx = s.scoped(ctx)
 	body := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
@@ -174,6 +166,20 @@ func (s *Session) PutManifest(ctx context.Context, ref string, desc ocispec.Desc
 		return fmt.Errorf("put manifest %s to %s: %w", desc.Digest, s.Ref(":"+ref), err)
 	}
 	return nil
+}
+
+// readManifest reads a manifest whole (at most 4 MiB), checked against
+// desc: nothing unverified is sent.
+func readManifest(desc ocispec.Descriptor, open func() (io.ReadCloser, error)) ([]byte, error) {
+	if desc.Size > maxManifestSize {
+		return nil, fmt.Errorf("manifest %s is %d bytes, over the %d a registry takes: %w", desc.Digest, desc.Size, maxManifestSize, errdefs.ErrInvalidArgument)
+	}
+	rc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(newVerifyingReader(rc, desc)) // a local failure, named by the verifying reader
 }
 
 // endpoint is the URL of /v2/<repo>/<kind>/<ref> on the session's host,
