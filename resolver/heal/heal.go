@@ -136,7 +136,7 @@ func (h *Healer) Plan(ctx context.Context, t Target) (*Plan, error) {
 func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*Plan, error) {
 	closure, err := content.Walk(ctx, h.store, t.Root)
 	if err != nil {
-		return nil, fmt.Errorf("local closure of %s: %w", t.Root.Digest, err)
+		return nil, fmt.Errorf("local closure of %s: %w: %w", t.Root.Digest, errLocalStore, err)
 	}
 	pl := planner{sess: sess, concurrency: h.concurrency, deep: h.deep}
 	return pl.plan(ctx, t, closure)
@@ -328,7 +328,13 @@ func levels(manifests []*content.Node) [][]*content.Node {
 // before it is believed: the registry decides it from the same stale
 // answer as its HEAD. One it does not serve is uploaded instead.
 func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node, lost bool) (registry.Outcome, error) {
-	open := func() (io.ReadCloser, error) { return content.Open(ctx, h.store, n.Descriptor) }
+	open := func() (io.ReadCloser, error) {
+		rc, err := content.Open(ctx, h.store, n.Descriptor)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errLocalStore, err)
+		}
+		return rc, nil
+	}
 	var out registry.Outcome
 	mount := true
 	err := sess.Retry(ctx, func() error {

@@ -10,6 +10,7 @@ import (
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/imagetest"
@@ -104,5 +105,50 @@ func TestLocalStoreFailureDoesNotBackOffRegistry(t *testing.T) {
 		return f.Has(t, "a", "manifests", a.Blob) && f.Has(t, "b", "manifests", b.Blob)
 	})
 	f.AssertWhole(t, "a", a)
+	f.AssertWhole(t, "b", b)
+}
+
+// unavailableReads is a content store whose reads fail with Unavailable
+// (containerd restarting) while failing is set.
+type unavailableReads struct {
+	ctrcontent.Store
+	failing atomic.Bool
+	failed  atomic.Int32
+}
+
+func (u *unavailableReads) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctrcontent.ReaderAt, error) {
+	if u.failing.Load() {
+		u.failed.Add(1)
+		return nil, fmt.Errorf("read %s: connection refused: %w", desc.Digest, errdefs.ErrUnavailable)
+	}
+	return u.Store.ReaderAt(ctx, desc)
+}
+
+// TestLocalReadFailureDoesNotBackOffRegistry: containerd unavailable while
+// a heal walks and reads the local closure says nothing of the registry
+// either: its other heals are not dropped.
+func TestLocalReadFailureDoesNotBackOffRegistry(t *testing.T) {
+	f := healtest.New(t)
+	a, _ := imagetest.Orphan(t, f.CS, f.Registry, "a", imagetest.OCI)
+	b, _ := imagetest.Orphan(t, f.CS, f.Registry, "b", imagetest.OCI)
+	reads := &unavailableReads{Store: f.CS}
+	reads.failing.Store(true)
+	h, err := heal.NewHealer(reads, f.Remote(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := heal.NewQueue(h, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQuietPeriod(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healtest.RunQueue(t, q)
+
+	q.Enqueue(f.Host, "a", a.Config.Desc.Digest)
+	imagetest.WaitUntil(t, 5*time.Second, "the failed job done", func() bool { return reads.failed.Load() > 0 && q.Len() == 0 })
+	reads.failing.Store(false)
+	if !q.Enqueue(f.Host, "b", b.Config.Desc.Digest) {
+		t.Fatal("a heal of another repository of the registry was dropped after local reads failed")
+	}
+	imagetest.WaitUntil(t, 5*time.Second, "b healed", func() bool { return f.Has(t, "b", "manifests", b.Blob) })
 	f.AssertWhole(t, "b", b)
 }
