@@ -218,9 +218,13 @@ func benchHeal(ctx context.Context, t *testing.T, rep *report) {
 	half := float64(childBytes) / float64(total)
 	rep.claim(fmt.Sprintf("heal time above a no-op heal, as a share of the full heal's: 1 child and its blobs lost (%s)", size(childBytes)),
 		fmt.Sprintf("%.2f", share(blobs)), fmt.Sprintf("bytes: %.2f", half), "", "bytes share ± 0.15", math.Abs(share(blobs)-half) <= 0.15)
+	// A lost manifest is evidence that the registry lost content, so the
+	// heal reads every blob's first byte instead of believing its HEAD and
+	// reads back what it wrote: a cost per node of the closure, not per
+	// byte, which is what the wider bound allows for.
 	tiny := float64(b.Desc.Size) / float64(total)
-	rep.claim(fmt.Sprintf("… 1 child manifest lost (%s)", size(b.Desc.Size)),
-		fmt.Sprintf("%.3f", share(manifest)), fmt.Sprintf("bytes: %.5f", tiny), "", "bytes share ± 0.05", math.Abs(share(manifest)-tiny) <= 0.05)
+	rep.claim(fmt.Sprintf("… 1 child manifest lost (%s; every blob read, not asked)", size(b.Desc.Size)),
+		fmt.Sprintf("%.3f", share(manifest)), fmt.Sprintf("bytes: %.5f", tiny), "", "bytes share ± 0.10", math.Abs(share(manifest)-tiny) <= 0.10)
 }
 
 // command is a program and its arguments.
