@@ -8,6 +8,11 @@
 // content whole; only content that ends early or hashes wrong is data
 // loss, any other failed read keeps its cause.
 //
+// A HEAD is evidence, not truth: a registry's descriptor cache can answer
+// 200 for a blob it deleted. Where the caller has evidence of loss, it
+// confirms instead (ConfirmBlob: a ranged read of the first byte;
+// ConfirmManifest: the manifest read back by digest).
+//
 // Hosts, TLS, headers and the scheme come from the node's hosts.toml, read
 // with containerd's core/remotes/docker/config package, so regmend reaches a
 // registry exactly as containerd does, or from a docker.RegistryHosts given
