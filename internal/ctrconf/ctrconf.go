@@ -3,6 +3,7 @@ package ctrconf
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -150,7 +151,24 @@ func Check(ctx context.Context, opts ...Option) ([]Finding, error) {
 func (o *options) checkConfig(out *[]Finding) error {
 	// hostsDir is compared with config_path, a path on the node: not
 	// below the root.
-	cp, err := hostsfile.CheckCRIConfigPath(o.path(o.configFile), o.hostsDir)
+	path := o.path(o.configFile)
+	if _, err := os.Stat(path); err == nil {
+		// Read once: config_path and the other traps are judged on the
+		// same files.
+		loaded, err := hostsfile.LoadContainerdConfig(path)
+		if err != nil {
+			return fmt.Errorf("containerd config %s: %w", o.configFile, err)
+		}
+		files := wrap(loaded)
+		if cp := hostsfile.CheckCRIConfigPathOf(path, loaded, o.hostsDir); !cp.OK() {
+			*out = append(*out, o.configPathFinding(cp, files))
+		}
+		if f, ok := o.discard(files); ok {
+			*out = append(*out, f)
+		}
+		return nil
+	}
+	cp, err := hostsfile.CheckCRIConfigPath(path, o.hostsDir)
 	if err != nil {
 		return fmt.Errorf("containerd config %s: %w", o.configFile, err)
 	}
@@ -161,19 +179,8 @@ func (o *options) checkConfig(out *[]Finding) error {
 			o.configFile = d.config()
 			return o.checkConfig(out)
 		}
-		*out = append(*out, o.configPathFinding(cp, nil))
-		return nil
 	}
-	files, err := load(o.path(o.configFile))
-	if err != nil {
-		return fmt.Errorf("containerd config %s: %w", o.configFile, err)
-	}
-	if !cp.OK() {
-		*out = append(*out, o.configPathFinding(cp, files))
-	}
-	if f, ok := o.discard(files); ok {
-		*out = append(*out, f)
-	}
+	*out = append(*out, o.configPathFinding(cp, nil))
 	return nil
 }
 
@@ -194,8 +201,8 @@ func (o *options) configPathFinding(cp hostsfile.Finding, files []file) Finding 
 	why, _, _ = strings.Cut(why, "\n")
 	f.Why = o.unroot(why)
 	for _, c := range files {
-		if c.path == cp.SetIn {
-			for _, t := range criRegistryTables(c.version) {
+		if c.Path == cp.SetIn {
+			for _, t := range hostsfile.CRIRegistryTables(c.Version) {
 				if line := c.line(append(t, "config_path")...); line > 0 {
 					f.Line = line
 				}

@@ -27,7 +27,7 @@ func (o *options) discard(files []file) (Finding, bool) {
 		wasSet bool
 	)
 	for _, f := range files {
-		for _, t := range discardTables(f.version) {
+		for _, t := range discardTables(f.Version) {
 			if v, ok := f.get(append(t, "discard_unpacked_layers")...); ok {
 				b, _ := v.(bool)
 				on, set, setAt, wasSet = b, f, t, true
@@ -39,7 +39,7 @@ func (o *options) discard(files []file) (Finding, bool) {
 	}
 	return Finding{
 		Setting: "discard_unpacked_layers = true",
-		File:    o.node(set.path),
+		File:    o.node(set.Path),
 		Line:    set.line(append(setAt, "discard_unpacked_layers")...),
 		Why: "containerd deletes each layer blob once it is unpacked, so this node keeps manifests and configs " +
 			"but no layers: regmend can neither serve those layers to containerd nor re-push them to the registry, " +

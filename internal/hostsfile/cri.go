@@ -99,9 +99,26 @@ func CheckCRIConfigPath(containerdConfigTOMLPath, hostsDir string) (Finding, err
 		return f, nil
 	}
 
-	files, err := loadConfigs(containerdConfigTOMLPath)
+	files, err := LoadContainerdConfig(containerdConfigTOMLPath)
 	if err != nil {
 		return Finding{}, err
+	}
+	return CheckCRIConfigPathOf(containerdConfigTOMLPath, files, hostsDir), nil
+}
+
+// CheckCRIConfigPathOf is CheckCRIConfigPath on a config already loaded
+// (LoadContainerdConfig of containerdConfigTOMLPath), for a caller that
+// reads more of it.
+func CheckCRIConfigPathOf(containerdConfigTOMLPath string, loaded []ContainerdConfig, hostsDir string) Finding {
+	f := Finding{ConfigFile: containerdConfigTOMLPath}
+	dir := hostsDir
+	if dir == "" {
+		dir = DefaultHostsDir
+	}
+	files := make([]configFile, len(loaded))
+	for i, c := range loaded {
+		plugins, _ := c.Tree["plugins"].(map[string]any)
+		files[i] = configFile{path: c.Path, version: c.Version, plugins: plugins}
 	}
 	f.Version = files[0].version
 	var misplaced []string
@@ -146,11 +163,11 @@ func CheckCRIConfigPath(containerdConfigTOMLPath, hostsDir string) (Finding, err
 		f.Kind = ConfigPathOK
 		f.Message = fmt.Sprintf("%s sets the CRI registry config_path to %q.", f.SetIn, f.ConfigPath)
 		f.FixIn = ""
-		return f, nil
+		return f
 	}
 	f.Fix = fixFor(fixVersion, dir)
 	f.Message += fmt.Sprintf(" In %s (config version %d):\n%s", f.FixIn, fixVersion, f.Fix)
-	return f, nil
+	return f
 }
 
 // criDefaultConfigPath is containerd 2.x's default CRI registry config_path
@@ -240,10 +257,20 @@ func lookup(m map[string]any, path ...string) any {
 	return v
 }
 
-// loadConfigs decodes path and, as containerd does, the files it imports
-// (relative to the importing file, with glob patterns), in load order.
-func loadConfigs(path string) ([]configFile, error) {
-	var out []configFile
+// ContainerdConfig is one decoded containerd config file, with its text
+// (for line numbers).
+type ContainerdConfig struct {
+	Path    string
+	Version int
+	Tree    map[string]any
+	Text    []byte
+}
+
+// LoadContainerdConfig decodes path and, as containerd does, the files it
+// imports (relative to the importing file, glob patterns expanded), in
+// load order: a setting in a later file overrides an earlier one.
+func LoadContainerdConfig(path string) ([]ContainerdConfig, error) {
+	var out []ContainerdConfig
 	seen := map[string]bool{}
 	for pending := []string{path}; len(pending) > 0; pending = pending[1:] {
 		p := pending[0]
@@ -255,19 +282,21 @@ func loadConfigs(path string) ([]configFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		var raw struct {
-			Version int            `toml:"version"`
-			Imports []string       `toml:"imports"`
-			Plugins map[string]any `toml:"plugins"`
-		}
-		if err := toml.Unmarshal(b, &raw); err != nil {
+		var tree map[string]any
+		if err := toml.Unmarshal(b, &tree); err != nil {
 			return nil, fmt.Errorf("%s: cannot parse containerd config: %v: %w", p, err, errdefs.ErrFailedPrecondition)
 		}
-		if raw.Version == 0 {
-			raw.Version = 1
+		c := ContainerdConfig{Path: p, Version: 1, Tree: tree, Text: b}
+		if v, ok := tree["version"].(int64); ok && v > 0 {
+			c.Version = int(v)
 		}
-		out = append(out, configFile{path: p, version: raw.Version, plugins: raw.Plugins})
-		for _, imp := range raw.Imports {
+		out = append(out, c)
+		imports, _ := tree["imports"].([]any)
+		for _, i := range imports {
+			imp, ok := i.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: imports: %v is not a path: %w", p, i, errdefs.ErrFailedPrecondition)
+			}
 			imp = filepath.Clean(imp)
 			if !filepath.IsAbs(imp) {
 				imp = filepath.Join(filepath.Dir(p), imp)
@@ -284,4 +313,14 @@ func loadConfigs(path string) ([]configFile, error) {
 		}
 	}
 	return out, nil
+}
+
+// CRIRegistryTables returns the tables that hold the CRI registry settings
+// for a config version, as key paths from the top of the file.
+func CRIRegistryTables(version int) [][]string {
+	var out [][]string
+	for _, t := range criTables(version) {
+		out = append(out, append([]string{"plugins"}, t...))
+	}
+	return out
 }
