@@ -118,7 +118,13 @@ func TestClusterFreshNodeServedFromPeer(t *testing.T) {
 	}
 	waitRetained(t, s.reg, "app", s.d1, 60*time.Second)
 	assertHealedOnce(t, s.reg.Requests()[before:], "app", s.img)
-	healedA, healedC := srvA.Metric(t, "regmend_heals_total", `result="healed"`), srvC.Metric(t, "regmend_heals_total", `result="healed"`)
+	// A heal counts once it returns, after the tag is bound and what it
+	// wrote is read back.
+	var healedA, healedC float64
+	waitFor(t, 30*time.Second, "a heal counted", func() bool {
+		healedA, healedC = srvA.Metric(t, "regmend_heals_total", `result="healed"`), srvC.Metric(t, "regmend_heals_total", `result="healed"`)
+		return healedA+healedC > 0
+	})
 	t.Logf("heals: node A %v, node C %v (C holds the image once its pull is done, so either may own it)", healedA, healedC)
 	if (healedA > 0) == (healedC > 0) {
 		t.Errorf("heals done: A %v, C %v, want one node only to heal", healedA, healedC)

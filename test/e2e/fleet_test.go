@@ -282,6 +282,18 @@ func TestFleetOwnerKilledMidHeal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no upload started within 30s")
 	}
+	// The other holders' heals start after their pulls go quiet, which may
+	// be after the owner's first upload: the kill must find them standing
+	// by (ranked behind a live owner), or there is nothing to take over.
+	// The owner's uploads trickle meanwhile.
+	waitFor(t, 30*time.Second, "the other holders deferred to the owner", func() bool {
+		for i, srv := range f.srvs {
+			if i != owner && srv.Metric(t, "regmend_heals_deferred_total") < 1 {
+				return false
+			}
+		}
+		return true
+	})
 	if err := f.srvs[owner].Proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
