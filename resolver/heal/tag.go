@@ -31,8 +31,8 @@ type TagBinding struct {
 
 var anchoredTag = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
 
-// ValidateTag checks tag against distribution's tag grammar.
-func ValidateTag(tag string) error {
+// validateTag checks tag against distribution's tag grammar.
+func validateTag(tag string) error {
 	if !anchoredTag.MatchString(tag) {
 		return fmt.Errorf("tag %q is not a valid tag (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'): %w", tag, errdefs.ErrInvalidArgument)
 	}
@@ -48,7 +48,7 @@ func ValidateTag(tag string) error {
 // registry (heal it first): the registry refuses a manifest whose children
 // it lacks.
 func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (TagBinding, error) {
-	if err := ValidateTag(tag); err != nil {
+	if err := validateTag(tag); err != nil {
 		return TagBinding{}, err
 	}
 	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
