@@ -166,10 +166,10 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 		return ms[0], nil
 	case ref == "":
 		return ocispec.Descriptor{}, fmt.Errorf("%s holds %d images (%s): name one (oci:DIR:NAME or oci:DIR@sha256:...): %w", l, len(ms), l.names(), errdefs.ErrInvalidArgument)
-	case strings.Contains(ref, ":"):
+	case isDigestShaped(ref):
 		d, err := digest.Parse(ref)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("%s: %q is neither a name (no ':') nor a digest: %v: %w", l, ref, err, errdefs.ErrInvalidArgument)
+			return ocispec.Descriptor{}, fmt.Errorf("%s: %q is not a valid digest: %v: %w", l, ref, err, errdefs.ErrInvalidArgument)
 		}
 		for _, m := range ms {
 			if m.Digest == d {
@@ -204,6 +204,13 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 		}
 	}
 	return found[0], nil
+}
+
+// isDigestShaped reports whether ref starts with a digest algorithm
+// ("sha256:"): it is then a digest or an error, never a name.
+func isDigestShaped(ref string) bool {
+	alg, _, ok := strings.Cut(ref, ":")
+	return ok && digest.Algorithm(alg).Available()
 }
 
 // names lists index.json's entries for an error: each one's name, or its

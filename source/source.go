@@ -27,4 +27,7 @@ type Source interface {
 // Compile-time checks that every kind is a Source.
 var (
 	_ Source = (*LayoutSource)(nil)
+	_ Source = (*RegistrySource)(nil)
+	_ Source = (*ContainerdSource)(nil)
+	_ Source = (*ListSource)(nil)
 )
