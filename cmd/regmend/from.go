@@ -48,8 +48,7 @@ type fromSources struct {
 }
 
 // openFrom opens each --from value. A value that does not parse or names
-// nothing that exists (a layout directory that is not one) is a usage
-// error naming it.
+// nothing that exists (a directory that is no layout) is a usage error.
 func openFrom(ctx context.Context, specs []string, rem *registry.Remote, dest imageRef) (*fromSources, error) {
 	f := &fromSources{}
 	for _, spec := range specs {
@@ -59,7 +58,8 @@ func openFrom(ctx context.Context, specs []string, rem *registry.Remote, dest im
 			if errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) {
 				code = exitUsage
 			}
-			return nil, &exitCode{code: code, err: fmt.Errorf("--from %s: %w", spec, err)}
+			return nil, &exitCode{code: code, err: err} // Open names the spec
+
 		}
 		f.specs, f.srcs, f.refs = append(f.specs, spec), append(f.srcs, src), append(f.refs, ref)
 	}
@@ -91,6 +91,8 @@ func (f *fromSources) target(ctx context.Context, dest imageRef) (heal.Target, e
 			return heal.Target{Registry: dest.Registry, Repository: dest.Repository, Root: root}, nil
 		case errdefs.IsNotFound(err):
 			absent = append(absent, err.Error())
+		case errdefs.IsInvalidArgument(err): // a layout of several images and no name
+			return heal.Target{}, &exitCode{code: exitUsage, err: fmt.Errorf("--from %s: %w", f.specs[i], err)}
 		default:
 			return heal.Target{}, fmt.Errorf("--from %s: %w", f.specs[i], err)
 		}

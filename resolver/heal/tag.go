@@ -5,15 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"regexp"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
 	"github.com/regmend/regmend/resolver/registry"
 )
 
@@ -29,16 +28,6 @@ type TagBinding struct {
 	Unchanged bool `json:"unchanged,omitempty"`
 }
 
-var anchoredTag = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
-
-// validateTag checks tag against distribution's tag grammar.
-func validateTag(tag string) error {
-	if !anchoredTag.MatchString(tag) {
-		return fmt.Errorf("tag %q is not a valid tag (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'): %w", tag, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
-
 // BindTag points tag at t.Root in t's repository, putting the root
 // manifest (read from the Healer's store) under the tag. A tag already on
 // the root is left alone, with nothing written. A tag pointing elsewhere is
@@ -48,7 +37,7 @@ func validateTag(tag string) error {
 // registry (heal it first): the registry refuses a manifest whose children
 // it lacks.
 func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (TagBinding, error) {
-	if err := validateTag(tag); err != nil {
+	if err := imageref.ValidateTag(tag); err != nil {
 		return TagBinding{}, err
 	}
 	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
