@@ -260,3 +260,45 @@ func TestFromUsageErrors(t *testing.T) {
 		t.Errorf("usage errors wrote %v", w)
 	}
 }
+
+// TestHealFromSeveralSources: each blob is read from the first --from that
+// holds it, and the root is the first one's that resolves: a layout
+// lacking a layer heals partly alone (exit 3, the layer listed), and
+// whole with a second layout that holds it.
+func TestHealFromSeveralSources(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	fx := sourcetest.NewFixture(t, 128)
+	img, layer := fx.Image, fx.Layer()
+	partial, whole, decoy := filepath.Join(t.TempDir(), "partial"), filepath.Join(t.TempDir(), "whole"), filepath.Join(t.TempDir(), "decoy")
+	sourcetest.WriteLayout(t, partial, img, "v1", layer.Desc.Digest)
+	sourcetest.WriteLayout(t, whole, img, "v1")
+	// decoy holds another image as v1: listed second, it must not decide
+	// the root.
+	sourcetest.WriteLayout(t, decoy, sourcetest.NewFixture(t, 64).Image, "v1")
+	dest := reg.Host + "/app"
+
+	out, err := runCLI(t, reg, "heal", "--from", "oci:"+partial+":v1", "--tag", "v1", dest)
+	if exitOf(err) != exitDamaged || !strings.Contains(out, layer.Desc.Digest.String()) || !strings.Contains(err.Error(), "tag v1 not bound") {
+		t.Fatalf("heal from the partial layout = %v (exit %d), want exit 3 listing layer %s, tag not bound:\n%s", err, exitOf(err), layer.Desc.Digest, out)
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != "" {
+		t.Errorf("tag v1 bound to %s by a partial heal", d)
+	}
+
+	out, err = runCLI(t, reg, "heal", "--from", "oci:"+partial+":v1", "--from", "oci:"+decoy+":v1", "--from", "oci:"+whole+":v1", "--tag", "v1", dest)
+	if err != nil {
+		t.Fatalf("heal from three layouts: %v\n%s", err, out)
+	}
+	for _, b := range fx.Blobs() {
+		kind := "blobs"
+		if b.Desc.MediaType == img.Desc.MediaType || strings.Contains(b.Desc.MediaType, "manifest") {
+			kind = "manifests"
+		}
+		if !imagetest.Has(t, reg.Base, "app", kind, b.Desc.Digest.String()) {
+			t.Errorf("%s %s not in the registry", kind, b.Desc.Digest)
+		}
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != img.Desc.Digest {
+		t.Errorf("tag v1 = %q, want the first layout's root %s", d, img.Desc.Digest)
+	}
+}
