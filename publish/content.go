@@ -138,7 +138,9 @@ func (s *store) addIndex(ii v1.ImageIndex, desc ocispec.Descriptor, depth int) e
 		default:
 			// An artifact or attestation blob the index names directly
 			// (remote.WriteIndex writes it from the index's Layer).
-			wl, ok := ii.(interface{ Layer(v1.Hash) (v1.Layer, error) })
+			wl, ok := ii.(interface {
+				Layer(v1.Hash) (v1.Layer, error)
+			})
 			if !ok {
 				return fmt.Errorf("index %s: child %s of media type %s is neither an image nor an index, and the index has no Layer to read it: %w",
 					desc.Digest, c.Digest, c.MediaType, errdefs.ErrNotImplemented)

@@ -235,4 +235,3 @@ func TestWriteIndexByDigest(t *testing.T) {
 		t.Errorf("tags %v, want only the retention tag %s", tags, want)
 	}
 }
-
