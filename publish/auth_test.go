@@ -74,13 +74,18 @@ func TestCredentials(t *testing.T) {
 				}
 			}
 			requireAuth(reg, tc.want, challenge, token)
+			// One request at a time: containerd's bearer authorizer
+			// (v2.4.2 authorizer.go:289 against :303) reads a cached
+			// token's expiry unlocked while the fetch that sets it ends,
+			// which -race reports when requests race for the first token.
+			jobs := publish.WithJobs(1)
 			ii := platformIndex(t, ociFormat, image(t, ociFormat, "amd64", 1))
 			// A token server refusing an anonymous token is an error the
 			// registry package does not classify; a registry's own 401 is.
-			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii); err == nil || tc.tokenCheck == nil && !errdefs.IsUnauthorized(err) {
+			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, jobs); err == nil || tc.tokenCheck == nil && !errdefs.IsUnauthorized(err) {
 				t.Fatalf("without credentials: %v, want unauthorized", err)
 			}
-			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, tc.opt); err != nil {
+			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, tc.opt, jobs); err != nil {
 				t.Fatalf("with credentials: %v", err)
 			}
 			if err := pullIndex(t, reg, "app:v1"); err == nil {

@@ -3,6 +3,7 @@ package publish_test
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,5 +124,24 @@ func TestLayerNotMatchingDigest(t *testing.T) {
 				t.Error("the manifest over the bad layer was written")
 			}
 		})
+	}
+}
+
+// TestRegistryUnreachable: a registry that refuses connections fails the
+// push (after the engine's retries) with an error naming its address.
+func TestRegistryUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r, err := name.ParseReference(addr + "/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = publish.WriteIndex(r, platformIndex(t, ociFormat, image(t, ociFormat, "amd64", 1)))
+	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("publish to a closed port: %v, want an error naming %s and the refused connection", err, addr)
 	}
 }
