@@ -50,6 +50,9 @@ func indexStore(ii v1.ImageIndex) (*store, ocispec.Descriptor, error) {
 	if err != nil {
 		return nil, ocispec.Descriptor{}, fmt.Errorf("index media type: %w", err)
 	}
+	if !mt.IsIndex() {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("index media type %q: not an index: %w", mt, errdefs.ErrInvalidArgument)
+	}
 	root := rootDescriptor(mt, raw)
 	if err := s.addIndex(ii, root, 0); err != nil {
 		return nil, ocispec.Descriptor{}, err
@@ -67,6 +70,9 @@ func imageStore(img v1.Image) (*store, ocispec.Descriptor, error) {
 	mt, err := img.MediaType()
 	if err != nil {
 		return nil, ocispec.Descriptor{}, fmt.Errorf("image media type: %w", err)
+	}
+	if !mt.IsImage() {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("image media type %q: not an OCI or Docker schema 2 manifest: %w", mt, errdefs.ErrInvalidArgument)
 	}
 	root := rootDescriptor(mt, raw)
 	if err := s.addImage(img, root); err != nil {
@@ -136,22 +142,12 @@ func (s *store) addIndex(ii v1.ImageIndex, desc ocispec.Descriptor, depth int) e
 				return err
 			}
 		default:
-			// An artifact or attestation blob the index names directly
-			// (remote.WriteIndex writes it from the index's Layer).
-			wl, ok := ii.(interface {
-				Layer(v1.Hash) (v1.Layer, error)
-			})
-			if !ok {
-				return fmt.Errorf("index %s: child %s of media type %s is neither an image nor an index, and the index has no Layer to read it: %w",
-					desc.Digest, c.Digest, c.MediaType, errdefs.ErrNotImplemented)
-			}
-			l, err := wl.Layer(c.Digest)
-			if err != nil {
-				return fmt.Errorf("index %s: child %s: %w", desc.Digest, c.Digest, err)
-			}
-			if err := s.addLayer(cd, l); err != nil {
-				return err
-			}
+			// A blob the index names directly (an artifact, which
+			// remote.WriteIndex writes from the index's Layer): the heal
+			// engine asks about and pushes only the blobs of manifests, so
+			// it would be left out silently. Refuse it instead.
+			return fmt.Errorf("index %s: child %s of media type %s is neither an image nor an index; publish pushes only those: %w",
+				desc.Digest, c.Digest, c.MediaType, errdefs.ErrNotImplemented)
 		}
 	}
 	return nil

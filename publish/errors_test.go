@@ -45,6 +45,17 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: %v, want an invalid-argument error saying %q", tc.name, tc.err, tc.want)
 		}
 	}
+	sbom, err := random.Layer(100, "application/vnd.example.sbom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withBlob := mutate.AppendManifests(ii, mutate.IndexAddendum{Add: sbom})
+	if err := publish.WriteIndex(r, withBlob); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), dig(t, sbom).String()) {
+		t.Errorf("an index naming a blob: %v, want not implemented, naming the blob (the engine would leave it out)", err)
+	}
+	if err := publish.WriteIndex(r, mutate.IndexMediaType(ii, types.OCIManifestSchema1)); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("an index whose media type is a manifest's: %v, want invalid argument", err)
+	}
 	if got := reg.Log.All(); len(got) != 0 {
 		t.Errorf("bad input sent %v", got)
 	}
