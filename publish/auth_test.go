@@ -39,7 +39,9 @@ type keychain struct{ auth authn.Authenticator }
 func (k keychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.auth, nil }
 
 // TestCredentials: each kind of go-containerregistry credential reaches
-// the registry as it expects it, through containerd's authorizer.
+// the registry as it expects it, through containerd's authorizer (an
+// identity token is exchanged at the token server, with the caller's
+// User-Agent).
 func TestCredentials(t *testing.T) {
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("pub:s3cret"))
 	for _, tc := range []struct {
@@ -54,7 +56,8 @@ func TestCredentials(t *testing.T) {
 		{"keychain", publish.WithAuthFromKeychain(keychain{&authn.Basic{Username: "pub", Password: "s3cret"}}), basic, `Basic realm="test"`, nil},
 		{"registry token", publish.WithAuth(&authn.Bearer{Token: "rtok"}), "Bearer rtok", "", func(*http.Request) bool { return false }},
 		{"identity token", publish.WithAuth(authn.FromConfig(authn.AuthConfig{IdentityToken: "refresh-me"})), "Bearer access-ok", "", func(r *http.Request) bool {
-			return r.Method == http.MethodPost && r.PostFormValue("grant_type") == "refresh_token" && r.PostFormValue("refresh_token") == "refresh-me"
+			return r.Method == http.MethodPost && r.PostFormValue("grant_type") == "refresh_token" && r.PostFormValue("refresh_token") == "refresh-me" &&
+				r.Header.Get("User-Agent") == "publisher/1.0"
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,7 +88,7 @@ func TestCredentials(t *testing.T) {
 			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, jobs); err == nil || tc.tokenCheck == nil && !errdefs.IsUnauthorized(err) {
 				t.Fatalf("without credentials: %v, want unauthorized", err)
 			}
-			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, tc.opt, jobs); err != nil {
+			if err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, tc.opt, jobs, publish.WithUserAgent("publisher/1.0")); err != nil {
 				t.Fatalf("with credentials: %v", err)
 			}
 			if err := pullIndex(t, reg, "app:v1"); err == nil {

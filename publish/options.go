@@ -87,8 +87,8 @@ func WithContext(ctx context.Context) Option {
 	}
 }
 
-// WithUserAgent sends ua as the User-Agent of every registry request. The
-// default is Go's.
+// WithUserAgent sends ua as the User-Agent of every registry request,
+// token fetches included. The default is Go's.
 func WithUserAgent(ua string) Option {
 	return func(o *options) error { o.userAgent = ua; return nil }
 }

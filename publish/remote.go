@@ -93,7 +93,11 @@ func authorizer(repo name.Repository, o *options, client *http.Client) (docker.A
 		}
 		return user, secret, nil
 	}
-	return docker.NewDockerAuthorizer(docker.WithAuthClient(client), docker.WithAuthCreds(creds)), nil
+	aopts := []docker.AuthorizerOpt{docker.WithAuthClient(client), docker.WithAuthCreds(creds)}
+	if o.userAgent != "" {
+		aopts = append(aopts, docker.WithAuthHeader(http.Header{"User-Agent": {o.userAgent}}))
+	}
+	return docker.NewDockerAuthorizer(aopts...), nil
 }
 
 // bearer sends a registry token (authn.AuthConfig.RegistryToken) to the
