@@ -167,8 +167,8 @@ func TestRepushIntactUploadsNothing(t *testing.T) {
 	}
 }
 
-// TestWriteImage: a single image, pushed fresh and tagged, then re-pushed
-// after its config was deleted.
+// TestWriteImage: a single image, pushed fresh and tagged (and only
+// tagged: no retention tag), then re-pushed after its config was deleted.
 func TestWriteImage(t *testing.T) {
 	reg := imagetest.NewRegistry(t)
 	img := image(t, dockerFormat, "amd64", 2)
@@ -178,6 +178,10 @@ func TestWriteImage(t *testing.T) {
 	}
 	if got := imagetest.TagDigest(t, reg.Base, "solo", "latest"); got != dig(t, img) {
 		t.Fatalf("solo:latest names %q, want %s", got, dig(t, img))
+	}
+	// The publisher's tag keeps the image: no retention tag beside it.
+	if tags, err := remote.List(r.Context()); err != nil || !slices.Equal(tags, []string{"latest"}) {
+		t.Errorf("tags %v (%v), want only latest", tags, err)
 	}
 	cfg, err := img.ConfigName()
 	if err != nil {
