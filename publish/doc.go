@@ -28,7 +28,9 @@
 //
 // It moves the ref's tag, like remote.WriteIndex: a tag ref is pointed at
 // the pushed index or image, wherever it pointed before, since that is what
-// a publisher asks for. A digest ref binds no tag of the publisher's; a
+// a publisher asks for. The tag is put once the whole closure is in the
+// registry, so a root the registry lacked is untagged between its push by
+// digest and the tag's. A digest ref binds no tag of the publisher's; a
 // root the registry lacked then gets regmend's retention tag
 // (heal.RetentionTag), so the next GC of untagged manifests does not take
 // it at once.
