@@ -150,3 +150,17 @@ func kindOf(path string) string {
 type hash struct{ h v1.Hash }
 
 func (h hash) Digest() (v1.Hash, error) { return h.h, nil }
+
+// collect deletes img from repo as a registry's garbage collection does once
+// nothing references it: its manifest, then its config and layers.
+func collect(t *testing.T, reg *imagetest.Registry, repo string, img v1.Image) {
+	t.Helper()
+	imagetest.Delete(t, reg.Base, repo, "manifests", dig(t, img))
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		imagetest.Delete(t, reg.Base, repo, "blobs", digest.Digest(d.Digest.String()))
+	}
+}

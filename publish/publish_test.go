@@ -13,7 +13,8 @@ import (
 )
 
 // TestWriteIndexRestoresDeletedChild is issue 18: a per-arch child of a
-// tagged index is deleted (as registry GC does); remote.WriteIndex finds
+// tagged index is deleted with its blobs (as registry GC does);
+// remote.WriteIndex finds
 // the index present and restores nothing; publish.WriteIndex restores the
 // child, and a fresh node can pull it by digest.
 func TestWriteIndexRestoresDeletedChild(t *testing.T) {
@@ -30,7 +31,7 @@ func TestWriteIndexRestoresDeletedChild(t *testing.T) {
 				t.Fatal(err)
 			}
 			lost := dig(t, arm64)
-			imagetest.Delete(t, reg.Base, "app", "manifests", lost)
+			collect(t, reg, "app", arm64)
 			if err := remote.WriteIndex(r, ii); err != nil {
 				t.Fatal(err)
 			}
@@ -38,8 +39,15 @@ func TestWriteIndexRestoresDeletedChild(t *testing.T) {
 				t.Fatal("remote.WriteIndex restored the child: the premise of issue 18 no longer holds")
 			}
 
+			reg.Log.Reset()
 			if err := publish.WriteIndex(r, ii); err != nil {
 				t.Fatalf("publish.WriteIndex: %v", err)
+			}
+			// The child's config and 2 layers (a POST and a PUT each), then
+			// the child; the index and the tag were there already.
+			w := writes(reg.Log.All())
+			if len(w) != 7 || w[6] != "PUT /v2/app/manifests/"+lost.String() {
+				t.Errorf("writes %v, want the child's 3 blobs uploaded, then the child put, and nothing else", w)
 			}
 			if err := pullImage(t, reg, "app", lost); err != nil {
 				t.Fatalf("pull the restored child %s by digest: %v", lost, err)
