@@ -38,15 +38,17 @@ func Example() {
 	ii := mutate.AppendManifests(empty.Index, adds...)
 	must(remote.WriteIndex(ref, ii))
 
-	// GC deletes the arm64 manifest.
-	arm64, err := adds[1].Add.Digest()
+	// GC deletes the arm64 manifest, then its config and layers.
+	arm64 := adds[1].Add.(v1.Image)
+	d, err := arm64.Digest()
 	must(err)
-	child := ref.Context().Digest(arm64.String())
-	req, err := http.NewRequest(http.MethodDelete, srv.URL+"/v2/app/manifests/"+arm64.String(), nil)
+	child := ref.Context().Digest(d.String())
+	del(srv.URL + "/v2/app/manifests/" + d.String())
+	m, err := arm64.Manifest()
 	must(err)
-	resp, err := http.DefaultClient.Do(req)
-	must(err)
-	resp.Body.Close()
+	for _, b := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		del(srv.URL + "/v2/app/blobs/" + b.Digest.String())
+	}
 	fmt.Println("after GC:                ", pullable(child))
 
 	must(remote.WriteIndex(ref, ii))
@@ -75,6 +77,17 @@ func pullable(d name.Digest) string {
 		must(rc.Close())
 	}
 	return "arm64 child pullable"
+}
+
+func del(url string) {
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	must(err)
+	resp, err := http.DefaultClient.Do(req)
+	must(err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		log.Fatalf("DELETE %s: %s", url, resp.Status)
+	}
 }
 
 func must(err error) {
