@@ -154,7 +154,7 @@ func described(resp *http.Response, dgst digest.Digest) (ocispec.Descriptor, err
 }
 
 // OpenBlob streams desc's bytes from offset on (GET blobs/<digest>, with
-// Range: bytes=<offset>- when offset > 0; a registry that ignores the
+// Range: bytes=<offset>-<desc.Size-1> when offset > 0; a registry that ignores the
 // Range has the bytes before offset read and dropped). The body is
 // neither checked nor bounded: the caller verifies what it reads. Absent
 // is an error wrapping errdefs.ErrNotFound; transient failures before the
@@ -165,7 +165,13 @@ func (s *Session) OpenBlob(ctx context.Context, desc ocispec.Descriptor, offset 
 	}
 	hdr := http.Header{}
 	if offset > 0 {
-		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		// The last byte named too: go-containerregistry's registry refuses
+		// an open-ended range (416).
+		last := ""
+		if desc.Size > 0 {
+			last = strconv.FormatInt(desc.Size-1, 10)
+		}
+		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-"+last)
 	}
 	resp, err := s.get(ctx, "blobs", desc.Digest, hdr)
 	if err != nil {

@@ -48,6 +48,9 @@ type Fixture struct {
 	// Damage is set by the opener: it damages blob d in the source as
 	// it is when called.
 	Damage func(t *testing.T, d digest.Digest, how Damage)
+	// Changes is set by the opener: it lists what changed in the source
+	// since the opener wrote it (files, or writes a registry took).
+	Changes func(t *testing.T) []string
 }
 
 // NewFixture makes a fresh image: random layers of size bytes.
