@@ -158,7 +158,9 @@ func (r *fileReaderAt) Reader() io.Reader { return io.NewSectionReader(r.File, 0
 // image name annotation) is ref, or whose digest is ref. A digest index.json
 // does not list is looked up among the blobs (a child manifest), its media
 // type sniffed from its JSON. ref "" is the only entry when there is
-// exactly one.
+// exactly one. A ref starting with a digest algorithm ("sha256:") is a
+// digest, or invalid; any other is a name, which may hold ':' (containerd
+// exports "edge:5000/app:v1").
 func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	ms := l.index.Manifests
 	switch {
