@@ -165,7 +165,7 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 	ms := l.index.Manifests
 	switch {
 	case ref == "" && len(ms) == 1:
-		return ms[0], nil
+		return l.typed(ctx, ms[0])
 	case ref == "":
 		return ocispec.Descriptor{}, fmt.Errorf("%s holds %d images (%s): name one (oci:DIR:NAME or oci:DIR@sha256:...): %w", l, len(ms), l.names(), errdefs.ErrInvalidArgument)
 	case isDigestShaped(ref):
@@ -175,7 +175,7 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 		}
 		for _, m := range ms {
 			if m.Digest == d {
-				return m, nil
+				return l.typed(ctx, m)
 			}
 		}
 		desc, err := content.Describe(ctx, l, d)
@@ -205,7 +205,22 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 			}
 		}
 	}
-	return found[0], nil
+	return l.typed(ctx, found[0])
+}
+
+// typed fills in the media type an index.json entry left out (the spec
+// requires it; some writers omit it) from the document itself, so the
+// heal walks it as the manifest or index it is.
+func (l *LayoutSource) typed(ctx context.Context, desc ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if desc.MediaType != "" {
+		return desc, nil
+	}
+	d, err := content.Describe(ctx, l, desc.Digest)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s: entry %s has no media type: %w", l, desc.Digest, err)
+	}
+	desc.MediaType = d.MediaType
+	return desc, nil
 }
 
 // isDigestShaped reports whether ref starts with a digest algorithm

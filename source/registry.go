@@ -95,21 +95,32 @@ func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrconte
 }
 
 // Resolve resolves a tag (HEAD manifests/<tag>) or a digest (Stat; it must
-// be a manifest or index).
+// be a manifest or index), its media type from the answer's Content-Type
+// or, when that names none, from the document.
 func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	if ref == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: name a tag or a digest to resolve: %w", r, errdefs.ErrInvalidArgument)
 	}
+	var desc ocispec.Descriptor
 	d, err := digest.Parse(ref)
 	if err != nil {
-		return r.sess.Resolve(ctx, ref)
+		desc, err = r.sess.Resolve(ctx, ref)
+	} else {
+		desc, err = r.sess.Stat(ctx, d)
 	}
-	desc, err := r.sess.Stat(ctx, d)
+	if err != nil || content.KindOf(desc.MediaType).IsManifest() {
+		return desc, err
+	}
+	// No manifest type in its Content-Type (a blob, or a registry that
+	// sends none): read the document and say what it is.
+	doc := desc
+	doc.MediaType = ocispec.MediaTypeImageManifest // any manifest type: ReaderAt asks manifests/
+	b, err := content.ReadDocument(ctx, r, doc)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %v: %w", ref, r, err, errdefs.ErrInvalidArgument)
 	}
-	if !content.KindOf(desc.MediaType).IsManifest() {
-		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %w", d, r, errdefs.ErrInvalidArgument)
+	if desc.MediaType, err = content.MediaTypeOf(b, desc.Digest); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: %w", ref, r, err)
 	}
 	return desc, nil
 }

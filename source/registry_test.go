@@ -2,6 +2,7 @@ package source_test
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
@@ -267,4 +269,46 @@ func kindOf(f *sourcetest.Fixture, d digest.Digest) string {
 		return "manifests"
 	}
 	return "blobs"
+}
+
+// TestRegistrySourceSniffsMediaType: a registry that sends no Content-Type
+// with a manifest still resolves it as the index it is, by tag and by
+// digest; a digest of a layer does not resolve as a root.
+func TestRegistrySourceSniffsMediaType(t *testing.T) {
+	f := sourcetest.NewFixture(t, 1024)
+	reg, src := registrySource(t, f)
+	// HEADs are answered from the registry's own GET, without its
+	// Content-Type.
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodHead || r.Header.Get("X-Inner") != "" {
+			return false
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, reg.Base+r.URL.Path, nil)
+		req.Header.Set("Accept", r.Header.Get("Accept"))
+		req.Header.Set("X-Inner", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return true
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		for k, v := range resp.Header {
+			if k != "Content-Type" {
+				w.Header()[k] = v
+			}
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		w.WriteHeader(resp.StatusCode)
+		return true
+	})
+	ctx := sourcetest.Context(t)
+	for _, ref := range []string{f.Name, f.Image.Desc.Digest.String()} {
+		if d, err := src.Resolve(ctx, ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex || d.Size != f.Image.Desc.Size {
+			t.Errorf("Resolve(%q) = %q %d, %v; want the index", ref, d.MediaType, d.Size, err)
+		}
+	}
+	if _, err := src.Resolve(ctx, f.Layer().Desc.Digest.String()); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
+	}
 }
