@@ -77,10 +77,11 @@ func (r *RegistrySource) String() string { return r.registry + "/" + r.repo }
 // Requests returns how many requests the source sent.
 func (r *RegistrySource) Requests() int64 { return r.sess.Requests() }
 
-// Info asks the registry for dgst (a manifest, else a blob): absent is
+// Info asks the registry for dgst (a blob, else a manifest: a closure
+// holds more blobs than manifests, so most take one HEAD): absent is
 // errdefs.ErrNotFound.
 func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
-	desc, err := r.sess.Stat(ctx, dgst)
+	desc, err := r.sess.StatBlob(ctx, dgst)
 	if err != nil {
 		return ctrcontent.Info{}, err
 	}

@@ -71,6 +71,11 @@ func TestRegistrySourceReadsEachBlobOnce(t *testing.T) {
 	if w := reg.Log.Writes(); len(w) != 0 {
 		t.Errorf("the source registry got writes: %v", w)
 	}
+	for _, r := range reg.Log.All() {
+		if d := r.Path[strings.LastIndexByte(r.Path, '/')+1:]; strings.Contains(r.Path, "/manifests/") && !isManifest(f, digest.Digest(d)) {
+			t.Errorf("asked the manifests endpoint for a blob: %s %s", r.Method, r.Path)
+		}
+	}
 }
 
 // TestRegistrySourceFaults: a 503 is retried, a body cut short once is

@@ -88,10 +88,20 @@ func (s *Session) headPull(ctx context.Context, kind, ref string) (*http.Respons
 // send application/octet-stream). Absent from both is an error wrapping
 // errdefs.ErrNotFound.
 func (s *Session) Stat(ctx context.Context, dgst digest.Digest) (ocispec.Descriptor, error) {
+	return s.stat(ctx, dgst, "manifests", "blobs")
+}
+
+// StatBlob is Stat asking the blobs endpoint first: for content that is
+// most likely a layer or config, one HEAD instead of two.
+func (s *Session) StatBlob(ctx context.Context, dgst digest.Digest) (ocispec.Descriptor, error) {
+	return s.stat(ctx, dgst, "blobs", "manifests")
+}
+
+func (s *Session) stat(ctx context.Context, dgst digest.Digest, kinds ...string) (ocispec.Descriptor, error) {
 	if err := dgst.Validate(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
 	}
-	for _, kind := range []string{"manifests", "blobs"} {
+	for _, kind := range kinds {
 		resp, err := s.headPull(ctx, kind, dgst.String())
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("is %s in %s: %w", dgst, s.Ref(""), err)

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -49,8 +50,16 @@ func TestStatAndResolve(t *testing.T) {
 	if d, err := s.Stat(ctx, layer.Digest); err != nil || d.MediaType != "" || d.Size != layer.Size || d.Digest != layer.Digest {
 		t.Errorf("Stat(layer) = %+v, %v; want %d bytes, no media type", d, err, layer.Size)
 	}
-	if _, err := s.Stat(ctx, digest.FromString("absent")); !errdefs.IsNotFound(err) {
-		t.Errorf("Stat(absent) = %v, want not found", err)
+	if d, err := s.StatBlob(ctx, layer.Digest); err != nil || d.MediaType != "" || d.Size != layer.Size {
+		t.Errorf("StatBlob(layer) = %+v, %v", d, err)
+	}
+	if d, err := s.StatBlob(ctx, m.Desc.Digest); err != nil || d.MediaType != ocispec.MediaTypeImageManifest || d.Size != m.Desc.Size {
+		t.Errorf("StatBlob(manifest) = %+v, %v; want it found as the manifest it is", d, err)
+	}
+	for _, stat := range []func(context.Context, digest.Digest) (ocispec.Descriptor, error){s.Stat, s.StatBlob} {
+		if _, err := stat(ctx, digest.FromString("absent")); !errdefs.IsNotFound(err) {
+			t.Errorf("Stat(absent) = %v, want not found", err)
+		}
 	}
 	if _, err := s.Stat(ctx, "sha256:../x"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Stat(bad digest) = %v, want invalid argument", err)
