@@ -1,8 +1,3 @@
-// Package sourcetest is the conformance suite every kind of source.Source
-// passes, and the fixtures it writes: a real multi-arch image written into
-// an OCI image layout with go-containerregistry's layout writer, pushed to
-// go-containerregistry's in-memory registry, or written into containerd's
-// local content store. It is for tests only.
 package sourcetest
 
 import (
