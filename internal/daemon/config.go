@@ -33,6 +33,12 @@ type Config struct {
 	// Registries are the registries served and healed (host[:port]).
 	// Nothing is served or healed until at least one is named.
 	Registries []string `toml:"registries"`
+	// Sources are where a heal reads what this node's store lacks, tried
+	// in order after it: REGISTRY/REPO (another registry's repository, an
+	// upstream, read with GET and HEAD only, through the hosts directory
+	// and auth file) or oci:DIR (an OCI image layout). Blobs are read from
+	// them by digest; the mirror never serves them, only the node's store.
+	Sources []string `toml:"sources"`
 	// Namespace is the containerd namespace holding the images.
 	Namespace string `toml:"namespace"`
 	// HostsDir is containerd's registry config_path.
@@ -144,6 +150,9 @@ func (c Config) Validate() error {
 		if err := imageref.ValidateRegistry(r); err != nil {
 			return fmt.Errorf("registries: %w", err)
 		}
+	}
+	if err := validateSources(c.Sources); err != nil {
+		return err
 	}
 	if _, err := heal.ParseRetention(c.Retain); err != nil {
 		return bad("retain %q: want %s or %s", c.Retain, heal.RetainTag, heal.RetainNone)
