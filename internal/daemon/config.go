@@ -1,7 +1,9 @@
 // Package daemon runs regmend on a node: the fallback mirror, the background
 // heal queue, the periodic sweep and the metrics endpoint. `regmend serve`
 // and the containerd plugin both run it; they differ only in how they reach
-// containerd's stores (gRPC client or in-process).
+// containerd's stores (gRPC client or in-process). Heals read the node's
+// content store, then the configured sources (an upstream registry, an
+// image layout) for what it lacks; the mirror serves the node's store alone.
 package daemon
 
 import (
