@@ -77,10 +77,11 @@ func (r *RegistrySource) String() string { return r.registry + "/" + r.repo }
 // Requests returns how many requests the source sent.
 func (r *RegistrySource) Requests() int64 { return r.sess.Requests() }
 
-// Info asks the registry for dgst (a manifest, else a blob): absent is
+// Info asks the registry for dgst (a blob, else a manifest: a closure
+// holds more blobs than manifests, so most take one HEAD): absent is
 // errdefs.ErrNotFound.
 func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
-	desc, err := r.sess.Stat(ctx, dgst)
+	desc, err := r.sess.StatBlob(ctx, dgst)
 	if err != nil {
 		return ctrcontent.Info{}, err
 	}
@@ -95,21 +96,32 @@ func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrconte
 }
 
 // Resolve resolves a tag (HEAD manifests/<tag>) or a digest (Stat; it must
-// be a manifest or index).
+// be a manifest or index), its media type from the answer's Content-Type
+// or, when that names none, from the document.
 func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	if ref == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: name a tag or a digest to resolve: %w", r, errdefs.ErrInvalidArgument)
 	}
+	var desc ocispec.Descriptor
 	d, err := digest.Parse(ref)
 	if err != nil {
-		return r.sess.Resolve(ctx, ref)
+		desc, err = r.sess.Resolve(ctx, ref)
+	} else {
+		desc, err = r.sess.Stat(ctx, d)
 	}
-	desc, err := r.sess.Stat(ctx, d)
+	if err != nil || content.KindOf(desc.MediaType).IsManifest() {
+		return desc, err
+	}
+	// No manifest type in its Content-Type (a blob, or a registry that
+	// sends none): read the document and say what it is.
+	doc := desc
+	doc.MediaType = ocispec.MediaTypeImageManifest // any manifest type: ReaderAt asks manifests/
+	b, err := content.ReadDocument(ctx, r, doc)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %v: %w", ref, r, err, errdefs.ErrInvalidArgument)
 	}
-	if !content.KindOf(desc.MediaType).IsManifest() {
-		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %w", d, r, errdefs.ErrInvalidArgument)
+	if desc.MediaType, err = content.MediaTypeOf(b, desc.Digest); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: %w", ref, r, err)
 	}
 	return desc, nil
 }
