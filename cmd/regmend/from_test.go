@@ -226,6 +226,14 @@ func TestCheckFromListsMissing(t *testing.T) {
 	if exitOf(err) != exitDamaged || !strings.Contains(table, "missing") || !strings.Contains(table, child.Desc.Digest.String()) {
 		t.Errorf("check table (exit %d) does not list the missing child %s:\n%s", exitOf(err), child.Desc.Digest, table)
 	}
+
+	// --fix heals from the source as heal --from does.
+	if out, err := runCLI(t, reg, "check", "--fix", "--from", spec, reg.Host+"/app"); err != nil || !strings.Contains(out, "healed") {
+		t.Fatalf("check --fix = %v:\n%s", err, out)
+	}
+	if !imagetest.Has(t, reg.Base, "app", "manifests", child.Desc.Digest.String()) {
+		t.Error("check --fix did not restore the child")
+	}
 }
 
 // TestFromUsageErrors: a bad --from, destination or tag exits 2 naming it,
