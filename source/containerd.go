@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -21,7 +22,7 @@ type ImageGetter interface {
 // ContainerdSource is the node's containerd content store, as heals read
 // it today. It exposes only the store's reads.
 type ContainerdSource struct {
-	content.Store
+	store  content.Store // unexported: a store's writes stay out of reach
 	images ImageGetter
 }
 
@@ -37,11 +38,21 @@ func WithImages(imgs ImageGetter) ContainerdOption {
 // NewContainerd returns the source reading store: containerd's local
 // store, its gRPC client's ContentStore(), or content.Dir over either.
 func NewContainerd(store content.Store, opts ...ContainerdOption) *ContainerdSource {
-	c := &ContainerdSource{Store: store}
+	c := &ContainerdSource{store: store}
 	for _, o := range opts {
 		o(c)
 	}
 	return c
+}
+
+// Info asks the store.
+func (c *ContainerdSource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
+	return c.store.Info(ctx, dgst)
+}
+
+// ReaderAt opens the blob in the store.
+func (c *ContainerdSource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctrcontent.ReaderAt, error) {
+	return c.store.ReaderAt(ctx, desc)
 }
 
 // String is "containerd".
@@ -53,7 +64,7 @@ func (c *ContainerdSource) String() string { return "containerd" }
 // labels) is not decided here but by content.Local.Roots.
 func (c *ContainerdSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	if d, err := digest.Parse(ref); err == nil {
-		desc, err := content.Describe(ctx, c.Store, d)
+		desc, err := content.Describe(ctx, c.store, d)
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("resolve %s in containerd: %w", d, err)
 		}

@@ -9,8 +9,12 @@
 // into one of them.
 //
 // It owns reading: opening a layout's index.json and blobs, a registry's
-// HEADs and GETs (through package resolver/registry), and the choice of
-// which source of a list answers for a blob.
+// HEADs and GETs (through package resolver/registry; one GET per blob read
+// through, resumed with a Range where a body breaks off), and the choice of
+// which source of a list answers for a blob. A registry source labels its
+// blobs for a cross-repository mount only when the heal writes to that same
+// registry (WithMountInto); which roots a node's own store may give a
+// repository stays content.Local.Roots' rule.
 //
 // It never writes. A layout is only opened for reading (no ingest
 // directory, no lock, no index.json rewrite, containerd's local store is

@@ -158,12 +158,14 @@ func (r *fileReaderAt) Reader() io.Reader { return io.NewSectionReader(r.File, 0
 // image name annotation) is ref, or whose digest is ref. A digest index.json
 // does not list is looked up among the blobs (a child manifest), its media
 // type sniffed from its JSON. ref "" is the only entry when there is
-// exactly one.
+// exactly one. A ref starting with a digest algorithm ("sha256:") is a
+// digest, or invalid; any other is a name, which may hold ':' (containerd
+// exports "edge:5000/app:v1").
 func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	ms := l.index.Manifests
 	switch {
 	case ref == "" && len(ms) == 1:
-		return ms[0], nil
+		return l.typed(ctx, ms[0])
 	case ref == "":
 		return ocispec.Descriptor{}, fmt.Errorf("%s holds %d images (%s): name one (oci:DIR:NAME or oci:DIR@sha256:...): %w", l, len(ms), l.names(), errdefs.ErrInvalidArgument)
 	case isDigestShaped(ref):
@@ -173,7 +175,7 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 		}
 		for _, m := range ms {
 			if m.Digest == d {
-				return m, nil
+				return l.typed(ctx, m)
 			}
 		}
 		desc, err := content.Describe(ctx, l, d)
@@ -203,7 +205,22 @@ func (l *LayoutSource) Resolve(ctx context.Context, ref string) (ocispec.Descrip
 			}
 		}
 	}
-	return found[0], nil
+	return l.typed(ctx, found[0])
+}
+
+// typed fills in the media type an index.json entry left out (the spec
+// requires it; some writers omit it) from the document itself, so the
+// heal walks it as the manifest or index it is.
+func (l *LayoutSource) typed(ctx context.Context, desc ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if desc.MediaType != "" {
+		return desc, nil
+	}
+	d, err := content.Describe(ctx, l, desc.Digest)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s: entry %s has no media type: %w", l, desc.Digest, err)
+	}
+	desc.MediaType = d.MediaType
+	return desc, nil
 }
 
 // isDigestShaped reports whether ref starts with a digest algorithm

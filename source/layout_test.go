@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,25 @@ func TestLayoutManyImagesNeedAName(t *testing.T) {
 	}
 	if d, err := l.Resolve(t.Context(), "v2"); err != nil || d.Digest != b.Image.Desc.Digest {
 		t.Errorf("Resolve(v2) = %v, %v", d.Digest, err)
+	}
+}
+
+// TestLayoutEntryWithoutMediaType: an index.json entry that leaves out its
+// media type resolves with the one its document has.
+func TestLayoutEntryWithoutMediaType(t *testing.T) {
+	f := sourcetest.NewFixture(t, 64)
+	dir, _ := layoutOf(t, f)
+	idx := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"digest":%q,"size":%d,"annotations":{%q:"v1"}}]}`, f.Image.Desc.Digest, f.Image.Desc.Size, ocispec.AnnotationRefName)
+	if err := os.WriteFile(filepath.Join(dir, ocispec.ImageIndexFile), []byte(idx), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := source.Layout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"", "v1", f.Image.Desc.Digest.String()} {
+		if d, err := l.Resolve(t.Context(), ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex {
+			t.Errorf("Resolve(%q) = %q, %v; want %s", ref, d.MediaType, err, ocispec.MediaTypeImageIndex)
+		}
 	}
 }

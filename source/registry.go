@@ -77,10 +77,11 @@ func (r *RegistrySource) String() string { return r.registry + "/" + r.repo }
 // Requests returns how many requests the source sent.
 func (r *RegistrySource) Requests() int64 { return r.sess.Requests() }
 
-// Info asks the registry for dgst (a manifest, else a blob): absent is
+// Info asks the registry for dgst (a blob, else a manifest: a closure
+// holds more blobs than manifests, so most take one HEAD): absent is
 // errdefs.ErrNotFound.
 func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
-	desc, err := r.sess.Stat(ctx, dgst)
+	desc, err := r.sess.StatBlob(ctx, dgst)
 	if err != nil {
 		return ctrcontent.Info{}, err
 	}
@@ -95,21 +96,32 @@ func (r *RegistrySource) Info(ctx context.Context, dgst digest.Digest) (ctrconte
 }
 
 // Resolve resolves a tag (HEAD manifests/<tag>) or a digest (Stat; it must
-// be a manifest or index).
+// be a manifest or index), its media type from the answer's Content-Type
+// or, when that names none, from the document.
 func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	if ref == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: name a tag or a digest to resolve: %w", r, errdefs.ErrInvalidArgument)
 	}
+	var desc ocispec.Descriptor
 	d, err := digest.Parse(ref)
 	if err != nil {
-		return r.sess.Resolve(ctx, ref)
+		desc, err = r.sess.Resolve(ctx, ref)
+	} else {
+		desc, err = r.sess.Stat(ctx, d)
 	}
-	desc, err := r.sess.Stat(ctx, d)
+	if err != nil || content.KindOf(desc.MediaType).IsManifest() {
+		return desc, err
+	}
+	// No manifest type in its Content-Type (a blob, or a registry that
+	// sends none): read the document and say what it is.
+	doc := desc
+	doc.MediaType = ocispec.MediaTypeImageManifest // any manifest type: ReaderAt asks manifests/
+	b, err := content.ReadDocument(ctx, r, doc)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %v: %w", ref, r, err, errdefs.ErrInvalidArgument)
 	}
-	if !content.KindOf(desc.MediaType).IsManifest() {
-		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %w", d, r, errdefs.ErrInvalidArgument)
+	if desc.MediaType, err = content.MediaTypeOf(b, desc.Digest); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: %w", ref, r, err)
 	}
 	return desc, nil
 }
@@ -158,8 +170,13 @@ func (r *RegistrySource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) 
 }
 
 // maxResumes is how many times in a row a body that broke off is opened
-// again from where it ended without a byte more coming.
-const maxResumes = 3
+// again from where it ended without a byte more coming; maxReopens bounds
+// them over the whole blob, so a registry that drops every connection
+// after a little cannot turn one read into thousands of GETs.
+const (
+	maxResumes = 3
+	maxReopens = 16
+)
 
 // remoteReaderAt serves ReadAt from one open answer of the registry.
 type remoteReaderAt struct {
@@ -168,9 +185,10 @@ type remoteReaderAt struct {
 	open func(ctx context.Context, off int64) (io.ReadCloser, error)
 	name string
 
-	mu   sync.Mutex
-	body io.ReadCloser // nil: none open
-	pos  int64         // offset of body's next byte
+	mu      sync.Mutex
+	body    io.ReadCloser // nil: none open
+	pos     int64         // offset of body's next byte
+	reopens int           // bodies opened again after one broke off
 }
 
 func (r *remoteReaderAt) Size() int64 { return r.desc.Size }
@@ -229,6 +247,9 @@ func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		}
 		if ctxErr := r.ctx.Err(); ctxErr != nil {
 			return n, ctxErr
+		}
+		if r.reopens++; r.reopens > maxReopens {
+			return n, fmt.Errorf("blob %s from %s: the registry's answer broke off %d times, last at byte %d of %d: %w", r.desc.Digest, r.name, r.reopens, r.pos, r.desc.Size, err)
 		}
 		if stuck++; stuck > maxResumes {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

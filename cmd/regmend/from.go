@@ -15,7 +15,7 @@ import (
 
 // fromFlag is --from, shared by heal and check.
 func fromFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: "from", Usage: "read the image from `SPEC` instead of containerd: oci:DIR[:NAME] (an OCI image layout) or REGISTRY/REPO[:TAG|@DIGEST] (another registry); repeatable, each tried in turn for every blob, the root from the first that holds it"}
+	return &cli.StringSliceFlag{Name: "from", Usage: "read the image from `SPEC` instead of containerd: an OCI image layout or another registry (" + source.Forms + "); repeatable: each blob from the first that holds it, the root from the first that resolves"}
 }
 
 // tagFlags are heal's --tag and --force-tag.
@@ -35,7 +35,7 @@ func parseDest(raw string) (imageRef, error) {
 		return ref, err
 	}
 	if ref.Tag != "" || ref.Digest != "" {
-		return ref, usageError("destination %s: with --from name only REGISTRY/REPO (%s); the image is what --from names, and --tag NAME binds a tag to it", raw, ref.Name())
+		return ref, usageError("destination %s: with --from name only REGISTRY/REPO (%s): the image is what --from names (heal --tag NAME binds a tag to it)", raw, ref.Name())
 	}
 	return ref, nil
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
@@ -224,6 +226,14 @@ func TestCheckFromListsMissing(t *testing.T) {
 	if exitOf(err) != exitDamaged || !strings.Contains(table, "missing") || !strings.Contains(table, child.Desc.Digest.String()) {
 		t.Errorf("check table (exit %d) does not list the missing child %s:\n%s", exitOf(err), child.Desc.Digest, table)
 	}
+
+	// --fix heals from the source as heal --from does.
+	if out, err := runCLI(t, reg, "check", "--fix", "--from", spec, reg.Host+"/app"); err != nil || !strings.Contains(out, "healed") {
+		t.Fatalf("check --fix = %v:\n%s", err, out)
+	}
+	if !imagetest.Has(t, reg.Base, "app", "manifests", child.Desc.Digest.String()) {
+		t.Error("check --fix did not restore the child")
+	}
 }
 
 // TestFromUsageErrors: a bad --from, destination or tag exits 2 naming it,
@@ -289,16 +299,44 @@ func TestHealFromSeveralSources(t *testing.T) {
 	if err != nil {
 		t.Fatalf("heal from three layouts: %v\n%s", err, out)
 	}
-	for _, b := range fx.Blobs() {
-		kind := "blobs"
-		if b.Desc.MediaType == img.Desc.MediaType || strings.Contains(b.Desc.MediaType, "manifest") {
-			kind = "manifests"
-		}
-		if !imagetest.Has(t, reg.Base, "app", kind, b.Desc.Digest.String()) {
-			t.Errorf("%s %s not in the registry", kind, b.Desc.Digest)
-		}
-	}
+	assertWhole(t, reg, "app", fx)
 	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != img.Desc.Digest {
 		t.Errorf("tag v1 = %q, want the first layout's root %s", d, img.Desc.Digest)
+	}
+}
+
+// TestHealFromRegistry: --from another registry's REPO:TAG copies the
+// image into the destination, reading the source only, and --tag binds it.
+func TestHealFromRegistry(t *testing.T) {
+	edge, up := imagetest.NewRegistry(t), imagetest.NewRegistry(t)
+	fx := sourcetest.NewFixture(t, 128)
+	imagetest.Push(t, up.Base, "team/app", "v1", fx.Image)
+	imagetest.WriteHostsTOML(t, edge.HostsDir, up.Host, fmt.Sprintf("server = %q\n", up.Base))
+	up.Log.Reset()
+
+	out, err := runCLI(t, edge, "heal", "--from", up.Host+"/team/app:v1", "--tag", "v1", edge.Host+"/app")
+	if err != nil {
+		t.Fatalf("heal: %v\n%s", err, out)
+	}
+	if d := imagetest.TagDigest(t, edge.Base, "app", "v1"); d != fx.Image.Desc.Digest {
+		t.Errorf("edge app:v1 = %q, want %s", d, fx.Image.Desc.Digest)
+	}
+	assertWhole(t, edge, "app", fx)
+	if w := up.Log.Writes(); len(w) != 0 {
+		t.Errorf("the source registry got writes %v", w)
+	}
+}
+
+// assertWhole fails the test for each blob of fx that reg lacks in repo.
+func assertWhole(t *testing.T, reg *imagetest.Registry, repo string, fx *sourcetest.Fixture) {
+	t.Helper()
+	for _, b := range fx.Blobs() {
+		kind := "blobs"
+		if b.Desc.MediaType == ocispec.MediaTypeImageIndex || b.Desc.MediaType == ocispec.MediaTypeImageManifest {
+			kind = "manifests"
+		}
+		if !imagetest.Has(t, reg.Base, repo, kind, b.Desc.Digest.String()) {
+			t.Errorf("%s %s not in %s", kind, b.Desc.Digest, repo)
+		}
 	}
 }

@@ -27,9 +27,10 @@ sha256-<hex>.regmend so the next garbage collection keeps it.
 
 With --from SPEC, the image is what SPEC names and containerd is not asked:
 oci:DIR[:NAME] reads an OCI image layout (NAME an index.json ref.name or a
-digest; without it, the layout's only image), REGISTRY/REPO[:TAG|@DIGEST]
-another registry. Repeat --from to read each blob from the first that holds
-it; the root is the first one's that resolves. The destination is
+digest; without it, the layout's only image), REGISTRY/REPO:TAG or
+REGISTRY/REPO@DIGEST another registry. Repeat --from to read each blob from
+the first that holds it; the root is the first one's that resolves (a
+REGISTRY/REPO after it, naming no image, only lends blobs). The destination is
 REGISTRY/REPO only. --tag NAME binds NAME there to the root once the image
 is whole; a tag already naming another digest is refused (exit 1, naming
 it) unless --force-tag. With --tag no retention tag is bound (the tag keeps

@@ -88,10 +88,20 @@ func (s *Session) headPull(ctx context.Context, kind, ref string) (*http.Respons
 // send application/octet-stream). Absent from both is an error wrapping
 // errdefs.ErrNotFound.
 func (s *Session) Stat(ctx context.Context, dgst digest.Digest) (ocispec.Descriptor, error) {
+	return s.stat(ctx, dgst, "manifests", "blobs")
+}
+
+// StatBlob is Stat asking the blobs endpoint first: for content that is
+// most likely a layer or config, one HEAD instead of two.
+func (s *Session) StatBlob(ctx context.Context, dgst digest.Digest) (ocispec.Descriptor, error) {
+	return s.stat(ctx, dgst, "blobs", "manifests")
+}
+
+func (s *Session) stat(ctx context.Context, dgst digest.Digest, kinds ...string) (ocispec.Descriptor, error) {
 	if err := dgst.Validate(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
 	}
-	for _, kind := range []string{"manifests", "blobs"} {
+	for _, kind := range kinds {
 		resp, err := s.headPull(ctx, kind, dgst.String())
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("is %s in %s: %w", dgst, s.Ref(""), err)
@@ -154,7 +164,7 @@ func described(resp *http.Response, dgst digest.Digest) (ocispec.Descriptor, err
 }
 
 // OpenBlob streams desc's bytes from offset on (GET blobs/<digest>, with
-// Range: bytes=<offset>- when offset > 0; a registry that ignores the
+// Range: bytes=<offset>-<desc.Size-1> when offset > 0; a registry that ignores the
 // Range has the bytes before offset read and dropped). The body is
 // neither checked nor bounded: the caller verifies what it reads. Absent
 // is an error wrapping errdefs.ErrNotFound; transient failures before the
@@ -165,7 +175,13 @@ func (s *Session) OpenBlob(ctx context.Context, desc ocispec.Descriptor, offset 
 	}
 	hdr := http.Header{}
 	if offset > 0 {
-		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		// The last byte named too: go-containerregistry's registry refuses
+		// an open-ended range (416).
+		last := ""
+		if desc.Size > 0 {
+			last = strconv.FormatInt(desc.Size-1, 10)
+		}
+		hdr.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-"+last)
 	}
 	resp, err := s.get(ctx, "blobs", desc.Digest, hdr)
 	if err != nil {

@@ -1,8 +1,3 @@
-// Package sourcetest is the conformance suite every kind of source.Source
-// passes, and the fixtures it writes: a real multi-arch image written into
-// an OCI image layout with go-containerregistry's layout writer, pushed to
-// go-containerregistry's in-memory registry, or written into containerd's
-// local content store. It is for tests only.
 package sourcetest
 
 import (
@@ -48,6 +43,9 @@ type Fixture struct {
 	// Damage is set by the opener: it damages blob d in the source as
 	// it is when called.
 	Damage func(t *testing.T, d digest.Digest, how Damage)
+	// Changes is set by the opener: it lists what changed in the source
+	// since the opener wrote it (files, or writes a registry took).
+	Changes func(t *testing.T) []string
 }
 
 // NewFixture makes a fresh image: random layers of size bytes.
