@@ -170,8 +170,13 @@ func (r *RegistrySource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) 
 }
 
 // maxResumes is how many times in a row a body that broke off is opened
-// again from where it ended without a byte more coming.
-const maxResumes = 3
+// again from where it ended without a byte more coming; maxReopens bounds
+// them over the whole blob, so a registry that drops every connection
+// after a little cannot turn one read into thousands of GETs.
+const (
+	maxResumes = 3
+	maxReopens = 16
+)
 
 // remoteReaderAt serves ReadAt from one open answer of the registry.
 type remoteReaderAt struct {
@@ -180,9 +185,10 @@ type remoteReaderAt struct {
 	open func(ctx context.Context, off int64) (io.ReadCloser, error)
 	name string
 
-	mu   sync.Mutex
-	body io.ReadCloser // nil: none open
-	pos  int64         // offset of body's next byte
+	mu      sync.Mutex
+	body    io.ReadCloser // nil: none open
+	pos     int64         // offset of body's next byte
+	reopens int           // bodies opened again after one broke off
 }
 
 func (r *remoteReaderAt) Size() int64 { return r.desc.Size }
@@ -241,6 +247,9 @@ func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		}
 		if ctxErr := r.ctx.Err(); ctxErr != nil {
 			return n, ctxErr
+		}
+		if r.reopens++; r.reopens > maxReopens {
+			return n, fmt.Errorf("blob %s from %s: the registry's answer broke off %d times, last at byte %d of %d: %w", r.desc.Digest, r.name, r.reopens, r.pos, r.desc.Size, err)
 		}
 		if stuck++; stuck > maxResumes {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -317,3 +317,43 @@ func TestRegistrySourceSniffsMediaType(t *testing.T) {
 		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
 	}
 }
+
+// TestRegistrySourceBoundsReopens: a registry that breaks off every answer
+// after 1 KiB makes progress each time, but a blob is opened again at most
+// 16 times per read of it: the heal fails, having sent a bounded number of
+// GETs, and the destination lacks the blob.
+func TestRegistrySourceBoundsReopens(t *testing.T) {
+	f := sourcetest.NewFixture(t, 256<<10)
+	layer := f.Layer()
+	reg, src := registrySource(t, f)
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/"+layer.Desc.Digest.String()) {
+			return false
+		}
+		start := 0
+		if rg, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes="); ok {
+			a, _, _ := strings.Cut(rg, "-")
+			start, _ = strconv.Atoi(a)
+			w.Header().Set("Content-Range", "bytes "+a+"-"+strconv.Itoa(len(layer.Data)-1)+"/"+strconv.Itoa(len(layer.Data)))
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(layer.Data)-start))
+		if start > 0 {
+			w.WriteHeader(http.StatusPartialContent)
+		}
+		w.Write(layer.Data[start:min(start+1024, len(layer.Data))])
+		return true
+	})
+	dst := sourcetest.NewDestination(t, src)
+	if _, err := dst.Heal(t, "app", f); err == nil || !strings.Contains(err.Error(), layer.Desc.Digest.String()) {
+		t.Fatalf("heal: %v, want a failure naming %s", err, layer.Desc.Digest)
+	}
+	if dst.Holds(t, "app", f, layer) {
+		t.Error("the destination holds a blob read in pieces that never came whole")
+	}
+	// 4 tries of the upload, each reading at most 1+16 answers.
+	n := gets(reg)[layer.Desc.Digest.String()]
+	t.Logf("%d GETs of the layer", n)
+	if n > 4*17 {
+		t.Errorf("%d GETs of the layer, want at most %d", n, 4*17)
+	}
+}
