@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -12,20 +11,19 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// ListSource tries its sources in order, blob by blob.
+// ListSource tries its sources in order, blob by blob. It remembers
+// nothing between calls: a daemon's list lives as long as the daemon, and a
+// map of which source held each digest would grow with every digest seen.
 type ListSource struct {
 	sources []Source
-	mu      sync.Mutex
-	from    map[digest.Digest]Source // which source's Info answered
 }
 
-// List returns sources tried in order for each blob: Info answers with the
-// first source that holds it; a failure other than absence is kept and
-// returned only if no later source holds the blob. ReaderAt reads from
-// the source whose Info answered; Resolve takes the first source that
-// resolves.
+// List returns sources tried in order for each blob: Info and ReaderAt
+// answer from the first source that holds it; a failure other than
+// absence is kept and returned only if no later source holds the blob.
+// Resolve takes the first source that resolves.
 func List(sources ...Source) Source {
-	return &ListSource{sources: sources, from: map[digest.Digest]Source{}}
+	return &ListSource{sources: sources}
 }
 
 // String lists the sources, in order.
@@ -44,9 +42,6 @@ func (l *ListSource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.I
 		info, err := s.Info(ctx, dgst)
 		switch {
 		case err == nil:
-			l.mu.Lock()
-			l.from[dgst] = s
-			l.mu.Unlock()
 			return info, nil
 		case !errdefs.IsNotFound(err) && failed == nil:
 			failed = fmt.Errorf("%s: %w", s, err)
@@ -58,21 +53,24 @@ func (l *ListSource) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.I
 	return ctrcontent.Info{}, fmt.Errorf("%s in none of %s: %w", dgst, l, errdefs.ErrNotFound)
 }
 
-// ReaderAt reads from the source whose Info answered for desc (asking
-// Info first if none has).
+// ReaderAt opens desc in the first source that holds it. Absence costs a
+// source what its Info would (a stat, a metadata lookup, a HEAD or a GET
+// answered 404), so no Info is asked first.
 func (l *ListSource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctrcontent.ReaderAt, error) {
-	l.mu.Lock()
-	s := l.from[desc.Digest]
-	l.mu.Unlock()
-	if s == nil {
-		if _, err := l.Info(ctx, desc.Digest); err != nil {
-			return nil, err
+	var failed error
+	for _, s := range l.sources {
+		ra, err := s.ReaderAt(ctx, desc)
+		switch {
+		case err == nil:
+			return ra, nil
+		case !errdefs.IsNotFound(err) && failed == nil:
+			failed = fmt.Errorf("%s: %w", s, err)
 		}
-		l.mu.Lock()
-		s = l.from[desc.Digest]
-		l.mu.Unlock()
 	}
-	return s.ReaderAt(ctx, desc)
+	if failed != nil {
+		return nil, failed
+	}
+	return nil, fmt.Errorf("%s in none of %s: %w", desc.Digest, l, errdefs.ErrNotFound)
 }
 
 // Resolve returns the first source's answer that is not a failure. When

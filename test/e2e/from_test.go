@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/test/e2e/harness"
 )
@@ -65,7 +65,7 @@ func TestHealFromAnotherSource(t *testing.T) {
 			defer cancel()
 			d := reapForPublisher(ctx, t)
 			hosts := t.TempDir()
-			writeHosts(t, hosts, d.edge)
+			imagetest.WriteHostsTOML(t, hosts, d.edge.Addr(), harness.HostsTOML(d.edge.Addr()))
 			var orphFrom, idxFrom string
 			var sourceWrites func() []string
 			switch kind {
@@ -81,7 +81,7 @@ func TestHealFromAnotherSource(t *testing.T) {
 				}
 			case "registry":
 				up := harness.StartRegistry(t, harness.RegistryOptions{Name: "upstream"})
-				writeHosts(t, hosts, up)
+				imagetest.WriteHostsTOML(t, hosts, up.Addr(), harness.HostsTOML(up.Addr()))
 				harness.WriteImage(ctx, t, up.Ref("app:d1"), d.orph.Image, d.orph.Platform)
 				writeIndex(ctx, t, up.Ref("multi:v1"), d.idx)
 				orphFrom, idxFrom = up.Ref("app@"+d.orph.Digest.String()), up.Ref("multi:v1")
@@ -89,13 +89,13 @@ func TestHealFromAnotherSource(t *testing.T) {
 				sourceWrites = func() []string { return writes(up.Requests()[n:]) }
 			}
 
-			out, code := regmendAlone(ctx, t, hosts, "check", "--from", idxFrom, d.edge.Ref("multi"))
+			out, code := regmendFrom(ctx, t, hosts, "check", "--from", idxFrom, d.edge.Ref("multi"))
 			if code == 0 || !strings.Contains(out, "missing") {
 				t.Errorf("check --from before the heal: exit %d, want non-zero naming what is missing:\n%s", code, out)
 			}
 
 			before := len(d.edge.Requests())
-			out, code = regmendAlone(ctx, t, hosts, "heal", "-o", "json", "--from", orphFrom, d.edge.Ref("app"))
+			out, code = regmendFrom(ctx, t, hosts, "heal", "-o", "json", "--from", orphFrom, d.edge.Ref("app"))
 			if code != 0 {
 				t.Fatalf("heal --from %s: exit %d:\n%s", orphFrom, code, out)
 			}
@@ -110,7 +110,7 @@ func TestHealFromAnotherSource(t *testing.T) {
 				t.Errorf("app:v1 moved back to the orphan; regmend never moves a tag")
 			}
 
-			out, code = regmendAlone(ctx, t, hosts, "heal", "--from", idxFrom, d.edge.Ref("multi"))
+			out, code = regmendFrom(ctx, t, hosts, "heal", "--from", idxFrom, d.edge.Ref("multi"))
 			if code != 0 {
 				t.Fatalf("heal --from %s: exit %d:\n%s", idxFrom, code, out)
 			}
@@ -118,7 +118,7 @@ func TestHealFromAnotherSource(t *testing.T) {
 			if w := sourceWrites(); len(w) != 0 {
 				t.Errorf("the source was written to: %v", w)
 			}
-			out, code = regmendAlone(ctx, t, hosts, "check", "--from", idxFrom, d.edge.Ref("multi"))
+			out, code = regmendFrom(ctx, t, hosts, "check", "--from", idxFrom, d.edge.Ref("multi"))
 			if code != 0 {
 				t.Errorf("check --from after the heal: exit %d, want 0:\n%s", code, out)
 			}
@@ -153,32 +153,6 @@ func assertOnlyChildWritten(t *testing.T, w []string, d *publisherDamage) {
 	}
 	if puts != 1 {
 		t.Errorf("the lost child was PUT %d times, want once: %v", puts, w)
-	}
-}
-
-// regmendAlone runs regmend with no containerd to reach (its socket does
-// not exist), reading registries' hosts.toml from hosts.
-func regmendAlone(ctx context.Context, t *testing.T, hosts string, args ...string) (string, int) {
-	t.Helper()
-	full := append([]string{"-a", filepath.Join(t.TempDir(), "no-containerd.sock"), "--hosts-dir", hosts}, args...)
-	cmd := exec.CommandContext(ctx, harness.ProductBinary(t, "regmend"), full...)
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(out), ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run regmend %v: %v", args, err)
-	}
-	return string(out), 0
-}
-
-func writeHosts(t *testing.T, dir string, reg *harness.Registry) {
-	t.Helper()
-	p := filepath.Join(dir, reg.Addr())
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p, "hosts.toml"), []byte(harness.HostsTOML(reg.Addr())), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
