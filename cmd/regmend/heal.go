@@ -25,6 +25,10 @@ child manifest is restored under its index; only content this node pulled
 from REPO is pushed into REPO. A tag names the local image record. An orphan (a root the registry no longer holds) gets a retention tag
 sha256-<hex>.regmend so the next garbage collection keeps it.
 
+With --deny-file, what the file names is never pushed: a denied reference
+or root is refused (exit 1, naming the entry), a denied node of an allowed
+index is skipped and listed as denied (exit 3).
+
 Exit status: 0 healed or nothing to do, 3 partly healed (what is absent both
 here and in the registry is listed), 1 error, 2 usage.`,
 		Flags: []cli.Flag{
@@ -32,6 +36,7 @@ here and in the registry is listed), 1 error, 2 usage.`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
 			&cli.IntFlag{Name: "concurrency", Value: heal.DefaultConcurrency, Usage: "presence checks and manifest PUTs in flight at once"},
 			&cli.IntFlag{Name: "uploads", Value: heal.DefaultUploads, Usage: "blob uploads in flight at once"},
+			denyFileFlag(),
 			outputFlag(),
 		},
 		Action: runHeal,
@@ -50,6 +55,13 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return usageError("--retain: %v", err)
 	}
+	denied, err := loadDeny(ctx, cmd) // deny.go
+	if err != nil {
+		return err
+	}
+	if err := refuseDenied(denied, ref); err != nil {
+		return err
+	}
 	n, ctx, err := connect(ctx, cmd)
 	if err != nil {
 		return err
@@ -60,6 +72,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	opts := []heal.HealerOption{heal.WithRetention(retain), heal.WithConcurrency(int(cmd.Int("concurrency"))), heal.WithUploads(int(cmd.Int("uploads")))}
+	opts = append(opts, denyOptions(denied)...)
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts = append(opts, heal.WithPushProgress(func(p heal.Progress) {
 			fmt.Fprintf(os.Stderr, "\r\033[Kpushing %s: %d/%d, %s of %s", p.Target, p.Done, p.Total,
