@@ -149,4 +149,9 @@ func TestCheckAndQueueObeyDeny(t *testing.T) {
 	if w := f.Log.Writes(); len(w) != 0 {
 		t.Errorf("the queue healed a denied image: %v", w)
 	}
+	// Lifted, the next request heals it: a refusal is not remembered as a
+	// recent heal (DefaultRecheckAfter is minutes).
+	set()
+	q.Enqueue(f.Host, "app", m1.Layers[0].Desc.Digest)
+	imagetest.WaitUntil(t, 10*time.Second, "healed once lifted", func() bool { return f.Has(t, "app", "manifests", m1.Blob) })
 }
