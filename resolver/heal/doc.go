@@ -14,6 +14,7 @@
 // It reaches registries only through package registry and reads the node
 // only through package content. It never deletes, never moves a tag (an
 // existing retention tag pointing elsewhere is an error), never pushes a
-// blob whose bytes do not match its digest, and never writes to
+// blob whose bytes do not match its digest, never pushes what its Denier
+// (the operator's deny list) names, and never writes to
 // containerd's content store or image records.
 package heal
