@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/test/e2e/harness"
 )
 
-// TestDenyList: an operator deleted app@D1 (a revoked digest) and the whole
-// repository leaky (a leaked secret) on purpose. With both in serve's
+// TestDenyList: an operator deleted app@D1 (a revoked digest), the whole
+// repository leaky (a leaked secret) and one child of multi:v1's index on
+// purpose. With both in serve's
 // --deny-file, a CRI pull of either fails "not found" as it would without
 // regmend, and neither the sweep nor `regmend heal`/`check --fix` puts them
 // back. Rewriting the file, with no restart, lifts both: the pulls succeed
@@ -22,8 +24,15 @@ func TestDenyList(t *testing.T) {
 	defer cancel()
 	s := reapOrphan(ctx, t)
 	d2 := reapAnother(ctx, t, s, "leaky")
+	// An index the node pulled whose host child the registry lost, and the
+	// operator revoked: the rest of the index is allowed.
+	multi := harness.PushIndex(ctx, t, s.reg.Ref("multi:v1"), harness.IndexSpec{Platforms: []string{harness.HostPlatform, otherPlatform()}})
+	mustPull(ctx, t, s.nodeA, s.reg.Ref("multi:v1"))
+	child := multi.Child(t, harness.HostPlatform)
+	s.reg.DeleteManifest("multi", child.Digest)
 	denyFile := filepath.Join(t.TempDir(), "deny")
-	list := "# CVE revocation\n" + s.d1.String() + "\n# a secret in a layer\n" + s.reg.Addr() + "/leaky\n"
+	childEntry := s.reg.Addr() + "/multi@" + child.Digest.String()
+	list := "# CVE revocation\n" + s.d1.String() + "\n# a secret in a layer\n" + s.reg.Addr() + "/leaky\n" + childEntry + "\n"
 	if err := os.WriteFile(denyFile, []byte(list), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -39,13 +48,13 @@ func TestDenyList(t *testing.T) {
 	// The sweep saw both images (their records are app:v1 and leaky:v1) and
 	// pushed neither.
 	waitFor(t, 30*time.Second, "a sweep refusing both images", func() bool {
-		return srv.Metric(t, "regmend_denied_total", `where="heal"`) >= 2 && srv.Metric(t, "regmend_last_sweep_timestamp_seconds") > 0
+		return srv.Metric(t, "regmend_denied_total", `where="heal"`) >= 3 && srv.Metric(t, "regmend_last_sweep_timestamp_seconds") > 0
 	})
-	if s.reg.ManifestExists("app", s.d1) || s.reg.ManifestExists("leaky", d2) {
+	if s.reg.ManifestExists("app", s.d1) || s.reg.ManifestExists("leaky", d2) || s.reg.ManifestExists("multi", child.Digest) {
 		t.Fatal("denied content was pushed back")
 	}
-	if n := srv.Metric(t, "regmend_images", `state="broken"`); n != 2 {
-		t.Errorf("regmend_images{state=broken} = %v, want the 2 denied images", n)
+	if n := srv.Metric(t, "regmend_images", `state="broken"`); n != 3 {
+		t.Errorf("regmend_images{state=broken} = %v, want the 3 images with denied parts", n)
 	}
 
 	// The CLI reads the same file: heal of the tag naming D1 exits 1 naming
@@ -55,10 +64,16 @@ func TestDenyList(t *testing.T) {
 		t.Errorf("heal of a denied image: exit %d, want 1 naming the entry:\n%s", code, out)
 	}
 	out, code = regmend(ctx, t, s.nodeA, "check", "--fix", "--registry", s.reg.Addr(), "--deny-file", denyFile, "-o", "json")
-	if code != 3 || strings.Count(out, `"status": "denied"`) < 2 {
+	if code != 3 || strings.Count(out, `"status": "denied"`) < 3 {
 		t.Errorf("check --fix of denied images: exit %d, want 3 with the denied nodes listed:\n%s", code, out)
 	}
-	if s.reg.ManifestExists("app", s.d1) || s.reg.ManifestExists("leaky", d2) {
+	// A denied child of an allowed index: the heal is partial (exit 3) and
+	// says which entry kept the child out.
+	out, code = regmend(ctx, t, s.nodeA, "heal", "--deny-file", denyFile, s.reg.Ref("multi:v1"))
+	if code != 3 || !strings.Contains(out, "1 denied by the deny list") || !strings.Contains(out, childEntry) {
+		t.Errorf("heal of an index with a denied child: exit %d, want 3 naming the entry:\n%s", code, out)
+	}
+	if s.reg.ManifestExists("app", s.d1) || s.reg.ManifestExists("leaky", d2) || s.reg.ManifestExists("multi", child.Digest) {
 		t.Fatal("denied content was pushed back by the CLI")
 	}
 
@@ -74,7 +89,7 @@ func TestDenyList(t *testing.T) {
 	waitFor(t, 30*time.Second, "registry healed once lifted", func() bool {
 		a, _ := s.reg.TagDigest("app", heal.RetentionTag(s.d1))
 		l, _ := s.reg.TagDigest("leaky", heal.RetentionTag(d2))
-		return a == s.d1 && l == d2
+		return a == s.d1 && l == d2 && s.reg.ManifestExists("multi", child.Digest) // the child by the sweep
 	})
 	assertHealed(t, s)
 }
