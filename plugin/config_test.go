@@ -25,6 +25,7 @@ func TestSectionDecode(t *testing.T) {
 	custom.SweepInterval = daemon.Duration(time.Minute)
 	custom.Workers = 4
 	custom.MirrorTokenFile = "/etc/regmend/mirror-token"
+	custom.DenyFile = "/etc/regmend/deny"
 	for _, tc := range []struct {
 		name, section string
 		want          daemon.Config
@@ -40,6 +41,7 @@ func TestSectionDecode(t *testing.T) {
   sweep_interval = "1m"
   workers = 4
   mirror_token_file = "/etc/regmend/mirror-token"
+  deny_file = "/etc/regmend/deny"
 `,
 			want: custom,
 		},

@@ -32,6 +32,7 @@ type HealingResolver struct {
 	inner  remotes.Resolver
 	healer Healer
 	local  content.Local
+	deny   Denier // deny.go
 }
 
 var _ remotes.Resolver = (*HealingResolver)(nil)
@@ -40,8 +41,12 @@ var _ remotes.Resolver = (*HealingResolver)(nil)
 // Heals go through healer, for the registries it allows; local is the
 // node's content store and image records, which the lost digest is served
 // from and re-resolved through (a lost child is healed through its index).
-func NewHealingResolver(inner remotes.Resolver, healer Healer, local content.Local) *HealingResolver {
-	return &HealingResolver{inner: inner, healer: healer, local: local}
+func NewHealingResolver(inner remotes.Resolver, healer Healer, local content.Local, opts ...Option) *HealingResolver {
+	r := &HealingResolver{inner: inner, healer: healer, local: local}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Resolve resolves ref with the wrapped resolver, healing on NotFound. Only
@@ -60,6 +65,9 @@ func (r *HealingResolver) Resolve(ctx context.Context, ref string) (string, ocis
 	}
 	if parsed.Digest == "" {
 		return name, desc, err // a tag must never resolve to local content
+	}
+	if derr := r.denied(parsed, parsed.Digest, err); derr != nil {
+		return name, desc, derr
 	}
 	local, lerr := content.Describe(ctx, r.local.Store, parsed.Digest)
 	if lerr != nil || !r.healer.Allowed(parsed.Registry) {
@@ -105,6 +113,9 @@ func (r *HealingResolver) Fetcher(ctx context.Context, ref string) (remotes.Fetc
 		}
 		if perr != nil || r.fromRepository(ctx, parsed, desc.Digest) != nil {
 			return nil, err
+		}
+		if derr := r.denied(parsed, desc.Digest, err); derr != nil {
+			return nil, derr
 		}
 		local, lerr := content.Open(ctx, r.local.Store, desc)
 		if lerr != nil {

@@ -39,6 +39,9 @@ image by tag and by digest are checked once). Each image is:
                is still listed, and --fix still pushes it)
   unreachable  the registry did not answer, or refused to
 
+With --deny-file, what the file names counts as broken (its parts are listed
+as denied, with the entry) and --fix never pushes it.
+
 A broken image whose only missing parts are layers this node deleted after
 unpacking them (the manifests naming them are here) is shown as "layers
 discarded after unpack (discard_unpacked_layers)": that is what containerd's
@@ -59,6 +62,7 @@ left after --fix, 1 an error (an unreachable registry, a failed fix), 2 usage.`,
 			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "images checked at once"},
 			&cli.FloatFlag{Name: "rate", Usage: "most registry requests per second, bursts of as many (0: unlimited)"},
 			containerdConfigFlag("containerd's config `file`, checked first for settings that defeat regmend (warnings only)"),
+			denyFileFlag(),
 			outputFlag(),
 			fromFlag(),
 		},
@@ -105,6 +109,10 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if conc < 1 || rate < 0 || math.IsNaN(rate) {
 		return usageError("--concurrency must be at least 1 and --rate at least 0")
 	}
+	denied, err := loadDeny(ctx, cmd) // deny.go
+	if err != nil {
+		return err
+	}
 	if len(from) == 0 {
 		warnContainerdTraps(ctx, cmd, ctrconf.WithRegistries(regs...))
 	}
@@ -132,7 +140,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	} else {
 		store = srcs.store()
 	}
-	healer, err := heal.NewHealer(store, rem, heal.WithDeepCheck(cmd.Bool("deep")))
+	healer, err := heal.NewHealer(store, rem, append([]heal.HealerOption{heal.WithDeepCheck(cmd.Bool("deep"))}, denyOptions(denied)...)...)
 	if err != nil {
 		return err
 	}
@@ -148,7 +156,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	if len(found.targets) == 0 {
+	if len(found.targets) == 0 && n != nil {
 		fmt.Fprintf(os.Stderr, "regmend: no images of %v in containerd namespace %s\n", regs, n.ns)
 	}
 	checkOpts := []heal.CheckOption{heal.WithFix(cmd.Bool("fix")), heal.WithImageConcurrency(conc)}

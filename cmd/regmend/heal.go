@@ -36,6 +36,10 @@ is whole; a tag already naming another digest is refused (exit 1, naming
 it) unless --force-tag. With --tag no retention tag is bound (the tag keeps
 the root) unless --retain is given.
 
+With --deny-file, what the file names is never pushed: a denied reference
+or root is refused (exit 1, naming the entry), a denied node of an allowed
+index is skipped and listed as denied (exit 3).
+
 Exit status: 0 healed or nothing to do, 3 partly healed (what is absent both
 here and in the registry is listed), 1 error, 2 usage.`,
 		Flags: append([]cli.Flag{
@@ -43,6 +47,7 @@ here and in the registry is listed), 1 error, 2 usage.`,
 			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none (with --tag: none unless given)"},
 			&cli.IntFlag{Name: "concurrency", Value: heal.DefaultConcurrency, Usage: "presence checks and manifest PUTs in flight at once"},
 			&cli.IntFlag{Name: "uploads", Value: heal.DefaultUploads, Usage: "blob uploads in flight at once"},
+			denyFileFlag(),
 			outputFlag(),
 			fromFlag(),
 		}, tagFlags()...),
@@ -74,6 +79,13 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if tag != "" && !cmd.IsSet("retain") {
 		retain = heal.RetainNone // the user's tag keeps the root
 	}
+	denied, err := loadDeny(ctx, cmd) // deny.go
+	if err != nil {
+		return err
+	}
+	if err := refuseDenied(denied, ref); err != nil {
+		return err
+	}
 	var n *node
 	if len(from) == 0 { // --from reads no containerd
 		if n, ctx, err = connect(ctx, cmd); err != nil {
@@ -86,6 +98,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	opts := []heal.HealerOption{heal.WithRetention(retain), heal.WithConcurrency(int(cmd.Int("concurrency"))), heal.WithUploads(int(cmd.Int("uploads")))}
+	opts = append(opts, denyOptions(denied)...)
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts = append(opts, heal.WithPushProgress(func(p heal.Progress) {
 			fmt.Fprintf(os.Stderr, "\r\033[Kpushing %s: %d/%d, %s of %s", p.Target, p.Done, p.Total,

@@ -53,9 +53,13 @@ func (p *printer) result(res *heal.Result) {
 	} else if res.Pushed+res.Mounted == 0 {
 		verb = "nothing to do for"
 	}
-	fmt.Fprintf(p.w, "%s %s: %d pushed (%s), %d mounted, %d present, %d unhealable, %d requests in %s\n",
+	denied := ""
+	if res.Denied > 0 {
+		denied = fmt.Sprintf(", %d denied by the deny list", res.Denied)
+	}
+	fmt.Fprintf(p.w, "%s %s: %d pushed (%s), %d mounted, %d present, %d unhealable%s, %d requests in %s\n",
 		verb, res.Target, res.Pushed, units.HumanSize(float64(res.BytesPushed)), res.Mounted, res.Present,
-		res.Unhealable, res.Requests, res.Duration.Round(time.Millisecond))
+		res.Unhealable, denied, res.Requests, res.Duration.Round(time.Millisecond))
 	for _, tag := range res.RetentionTags {
 		fmt.Fprintf(p.w, "retention tag %s/%s:%s keeps it from garbage collection\n", res.Target.Registry, res.Target.Repository, tag)
 	}

@@ -35,6 +35,7 @@ tells which (the bound mirror, metrics and peer addresses).`,
 			&cli.IntFlag{Name: "queue-size", Value: 256, Usage: "background heals waiting at most"},
 			&cli.StringFlag{Name: "containerd-config", Value: ctrconf.DefaultConfigFile, Usage: "containerd's config `file`, read at start for settings that defeat regmend (logged); empty skips it"},
 			&cli.StringFlag{Name: "mirror-token-file", Usage: "mirror token `file` (created, mode 0600, if absent): serve only requests carrying it in the " + daemon.MirrorTokenHeader + " header (see hosts --mirror-token-file)"},
+			denyFileFlag(), // deny.go; followed: re-read within a second of a change
 		}, clusterFlags()...),
 		Action: runServe,
 	}
@@ -66,6 +67,7 @@ func serveConfig(cmd *cli.Command) (daemon.Config, error) {
 	set("workers", func() { cfg.Workers = int(cmd.Int("workers")) })
 	set("queue-size", func() { cfg.QueueSize = int(cmd.Int("queue-size")) })
 	set("mirror-token-file", func() { cfg.MirrorTokenFile = cmd.String("mirror-token-file") })
+	set(flagDenyFile, func() { cfg.DenyFile = cmd.String(flagDenyFile) })
 	set("containerd-config", func() { cfg.ContainerdConfig = cmd.String("containerd-config") })
 	applyClusterFlags(cmd, &cfg)
 	set(flagContentDir, func() { cfg.ContentDir = cmd.String(flagContentDir) })

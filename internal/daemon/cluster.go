@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/internal/deny"
 	"github.com/regmend/regmend/internal/secret"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/mirror"
@@ -72,10 +73,11 @@ type cluster struct {
 	metrics  *peers.Metrics
 	endpoint http.Handler
 	tls      *tls.Config
+	deny     *denyHooks // nil without deny_file
 }
 
 // newCluster builds cluster mode from cfg, or returns nil when it is off.
-func newCluster(ctx context.Context, cfg Config, reg prometheus.Registerer) (*cluster, error) {
+func newCluster(ctx context.Context, cfg Config, reg prometheus.Registerer, dn *denyHooks) (*cluster, error) {
 	if !cfg.Clustered() {
 		return nil, nil
 	}
@@ -86,9 +88,9 @@ func newCluster(ctx context.Context, cfg Config, reg prometheus.Registerer) (*cl
 	if f.Exposed() {
 		log.G(ctx).WithField("file", f.Path).Warn("peer token file is readable by other users: whoever reads it can read this node's images through the peer endpoint")
 	}
-	c := &cluster{token: secret.NewFileSource(f), metrics: peers.NewMetrics(reg)}
+	c := &cluster{token: secret.NewFileSource(f), metrics: peers.NewMetrics(reg), deny: dn}
 	scheme := "http"
-	var clientOpts []peers.ClientOption
+	clientOpts := dn.clientOptions()
 	if cfg.PeerTLSCert != "" || cfg.PeerTLSCA != "" {
 		scheme = "https"
 		ct, err := peers.ClientTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
@@ -148,7 +150,9 @@ func (c *cluster) buildEndpoint(cfg Config, store content.Store, allowed mirror.
 	healed := func(registry, repo string, d digest.Digest) (time.Time, bool) {
 		return h.Healed(target(registry, repo, d))
 	}
-	c.endpoint = peers.NewEndpoint(c.token, mirror.New(store, allowed, mirror.WithHealQueue(q)), mirror.New(store, allowed), c.metrics,
+	dopts := c.deny.mirrorOptions(deny.WherePeer)
+	serve := mirror.New(store, allowed, append([]mirror.Option{mirror.WithHealQueue(q)}, dopts...)...)
+	c.endpoint = peers.NewEndpoint(c.token, serve, mirror.New(store, allowed, dopts...), c.metrics,
 		peers.WithHealing(healing), peers.WithHealed(healed))
 }
 

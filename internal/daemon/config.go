@@ -62,6 +62,12 @@ type Config struct {
 	// `regmend hosts --mirror-token-file` writes into hosts.toml for
 	// containerd. "" leaves the mirror open to every local process.
 	MirrorTokenFile string `toml:"mirror_token_file"`
+	// DenyFile lists what the operator deleted on purpose (internal/deny:
+	// a digest, REGISTRY/REPO, or REGISTRY/REPO@digest a line): never
+	// served, fetched from peers or re-pushed. It must exist at start and
+	// is re-read within a second of a change; a bad or removed file keeps
+	// the last list. "" denies nothing.
+	DenyFile string `toml:"deny_file"`
 
 	// Cluster mode (docs/cluster.md): off unless peers, peers_dns or
 	// peer_listen is set.

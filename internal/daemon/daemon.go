@@ -19,6 +19,7 @@ import (
 
 	"github.com/regmend/regmend/content"
 	"github.com/regmend/regmend/internal/ctrconf"
+	"github.com/regmend/regmend/internal/deny"
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/mirror"
 	"github.com/regmend/regmend/resolver/registry"
@@ -50,6 +51,7 @@ type Daemon struct {
 	cluster *cluster // nil unless cluster mode is on
 	lns     *listeners
 	sweeps  sweeps
+	deny    *denyHooks // nil without deny_file
 }
 
 // New validates cfg, binds the listeners it names and builds the daemon.
@@ -89,15 +91,18 @@ func build(cfg Config, stores Stores) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, stores: stores, reg: prometheus.NewRegistry()}
 	d.metrics = heal.NewMetrics(d.reg)
-	if d.cluster, err = newCluster(context.Background(), cfg, d.reg); err != nil {
+	if d.deny, err = newDeny(context.Background(), cfg, d.reg); err != nil {
+		return nil, err
+	}
+	if d.cluster, err = newCluster(context.Background(), cfg, d.reg, d.deny); err != nil {
 		return nil, err
 	}
 	store, err := healStore(context.Background(), cfg, stores.Content, remote)
 	if err != nil {
 		return nil, err
 	}
-	d.healer, err = heal.NewHealer(store, remote,
-		append([]heal.HealerOption{heal.WithRetention(heal.Retention(cfg.Retain))}, d.cluster.healerOptions(cfg, d.reg)...)...)
+	hopts := append([]heal.HealerOption{heal.WithRetention(heal.Retention(cfg.Retain))}, d.cluster.healerOptions(cfg, d.reg)...)
+	d.healer, err = heal.NewHealer(store, remote, append(hopts, d.deny.healerOptions()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +112,8 @@ func build(cfg Config, stores Stores) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mirror = mirror.New(stores.Content, remote, append([]mirror.Option{mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg))}, d.cluster.mirrorOptions()...)...)
+	mopts := append([]mirror.Option{mirror.WithHealQueue(d.queue), mirror.WithMetrics(mirror.NewMetrics(d.reg))}, d.cluster.mirrorOptions()...)
+	d.mirror = mirror.New(stores.Content, remote, append(mopts, d.deny.mirrorOptions(deny.WhereMirror)...)...)
 	d.cluster.buildEndpoint(cfg, stores.Content, remote, d.queue, d.healer)
 	return d, nil
 }
@@ -175,6 +181,7 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	g.Go(func() error { return d.queue.Run(gctx) })
 	g.Go(func() error { return d.sweep(gctx) })
 	g.Go(func() error { return d.runMembers(gctx) })
+	g.Go(func() error { return d.deny.run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

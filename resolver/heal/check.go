@@ -273,7 +273,7 @@ func (img *ImageReport) judge(p *Plan) {
 		case StatusMissing:
 			img.Missing = append(img.Missing, n)
 			img.MissingBytes += n.Size
-		case StatusUnhealable:
+		case StatusUnhealable, StatusDenied:
 			img.Unhealable = append(img.Unhealable, n)
 		}
 	}
@@ -303,7 +303,7 @@ func (img *ImageReport) fixed(res *Result, err error) {
 		switch n.Status {
 		case StatusPushed, StatusMounted:
 			f.Pushed = append(f.Pushed, n)
-		case StatusMissing, StatusUnhealable:
+		case StatusMissing, StatusUnhealable, StatusDenied:
 			f.Left = append(f.Left, n)
 		}
 	}

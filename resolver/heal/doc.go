@@ -16,6 +16,7 @@
 // only through package content. It never deletes, never moves a tag (an
 // existing retention tag pointing elsewhere is an error; BindTag moves a
 // user's tag only when its caller says move, a user's flag), never pushes a
-// blob whose bytes do not match its digest, and never writes to
+// blob whose bytes do not match its digest, never pushes what its Denier
+// (the operator's deny list) names, and never writes to
 // containerd's content store or image records.
 package heal

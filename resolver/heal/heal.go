@@ -30,6 +30,7 @@ type Healer struct {
 	progress    func(Progress)
 	owner       *ownership
 	inflight    inflight
+	deny        Denier // deny.go
 }
 
 // Progress reports a heal's pushes as they complete.
@@ -138,7 +139,7 @@ func (h *Healer) plan(ctx context.Context, sess *registry.Session, t Target) (*P
 	if err != nil {
 		return nil, fmt.Errorf("local closure of %s: %w: %w", t.Root.Digest, errLocalStore, err)
 	}
-	pl := planner{sess: sess, concurrency: h.concurrency, deep: h.deep}
+	pl := planner{sess: sess, concurrency: h.concurrency, deep: h.deep, deny: &denial{deny: h.deny, t: t}}
 	return pl.plan(ctx, t, closure)
 }
 
@@ -211,8 +212,8 @@ func (h *Healer) heal(ctx context.Context, t Target, sl slot, planned *Plan) (*R
 		return res, err
 	}
 	log.G(ctx).WithField("pushed", res.Pushed).WithField("bytes", res.BytesPushed).Debug("heal done")
-	if res.Unhealable > 0 {
-		return res, fmt.Errorf("heal %s: %d of %d nodes could not be restored: %w", t, res.Unhealable, len(res.Nodes), errNotHealable)
+	if err := partial(t, res); err != nil { // deny.go
+		return res, err
 	}
 	return res, nil
 }

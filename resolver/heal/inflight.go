@@ -38,6 +38,9 @@ const maxHealed = 4096
 // work: a heal waiting on another never holds one that heals of other
 // roots need.
 func (h *Healer) share(ctx context.Context, t Target, sl slot, planned *Plan) (*Result, error) {
+	if err := h.refuseRoot(t); err != nil { // deny.go
+		return nil, err
+	}
 	key := t.String()
 	for {
 		c, leader := h.inflight.join(key)

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		heals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "regmend_heals_total",
-			Help: "Heals by result: healed, nothing (registry already whole), partial, failed.",
+			Help: "Heals by result: healed, nothing (registry already whole), partial, denied (the root is on the deny list), failed.",
 		}, []string{"result"}),
 		bytesPushed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "regmend_pushed_bytes_total",
@@ -88,6 +88,8 @@ func (m *Metrics) heal(res *Result, err error, took time.Duration) {
 	switch {
 	case err != nil && res != nil && errors.Is(err, errNotHealable):
 		m.heals.WithLabelValues("partial").Inc()
+	case errors.Is(err, errDenied):
+		m.heals.WithLabelValues("denied").Inc()
 	case err != nil:
 		if errdefs.IsDataLoss(err) {
 			m.dataLoss.Inc()

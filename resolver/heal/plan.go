@@ -101,6 +101,7 @@ type planner struct {
 	sess        *registry.Session
 	concurrency int
 	deep        bool
+	deny        *denial // deny.go
 }
 
 func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure) (*Plan, error) {
@@ -150,7 +151,7 @@ func (pl *planner) plan(ctx context.Context, t Target, closure *content.Closure)
 		return nil, err
 	}
 	for _, n := range nodes {
-		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status)
+		p.status[n.Digest], p.reason[n.Digest] = classify(n, remote, wanted, p.status, pl.deny)
 		if why, ok := unserved[n.Digest]; ok && p.reason[n.Digest] == "" {
 			p.reason[n.Digest] = why
 		} else if ok {
@@ -184,7 +185,7 @@ func (pl *planner) ask(ctx context.Context, nodes []*content.Node, manifest bool
 }
 
 // classify decides a node's status; children are classified before parents.
-func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[digest.Digest]Status) (Status, string) {
+func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[digest.Digest]Status, dn *denial) (Status, string) {
 	switch {
 	case n.Foreign:
 		return StatusSkipped, "non-distributable layer: registries do not store it"
@@ -201,9 +202,16 @@ func classify(n *content.Node, remote, asked map[digest.Digest]bool, done map[di
 	case n.Err != nil:
 		return StatusUnhealable, n.Err.Error()
 	}
+	// Pushable but for the deny list (deny.go).
+	if entry, ok := dn.denied(n); ok {
+		return StatusDenied, deniedReason(entry)
+	}
 	for _, c := range n.Children {
-		if done[c.Digest] == StatusUnhealable {
+		switch done[c.Digest] {
+		case StatusUnhealable:
 			return StatusUnhealable, fmt.Sprintf("its %s %s is unhealable", c.Kind, c.Digest)
+		case StatusDenied:
+			return StatusUnhealable, fmt.Sprintf("its %s %s is denied by the deny list", c.Kind, c.Digest)
 		}
 	}
 	return StatusMissing, ""

@@ -267,6 +267,11 @@ func (q *Queue) run(ctx context.Context, sl slot, qj queuedJob) {
 			q.remember(j, now.Add(q.recheck))
 		}
 		log.G(ctx).WithError(err).Warn("heal failed: local content store")
+	case errors.Is(err, errDenied):
+		// The operator's deny list, not the registry: no backoff, and not
+		// remembered, so a lifted entry heals at the next request (a
+		// refusal asks the registry nothing).
+		log.G(ctx).WithError(err).Info("heal refused")
 	case err == nil || errors.Is(err, errNotHealable):
 		delete(q.down, j.registry)
 		q.remember(j, now.Add(q.recheck))

@@ -25,15 +25,18 @@ type NodeResult struct {
 // Result reports a heal: every node leaves first, what was pushed, and what
 // could not be restored.
 type Result struct {
-	Target         Target       `json:"target"`
-	Nodes          []NodeResult `json:"nodes"`
-	Pushed         int          `json:"pushed"`
-	Mounted        int          `json:"mounted"`
-	Present        int          `json:"present"`
-	Unhealable     int          `json:"unhealable"`
-	BytesPushed    int64        `json:"bytesPushed"`
-	RootWasMissing bool         `json:"rootWasMissing"`
-	RetentionTags  []string     `json:"retentionTags,omitempty"`
+	Target     Target       `json:"target"`
+	Nodes      []NodeResult `json:"nodes"`
+	Pushed     int          `json:"pushed"`
+	Mounted    int          `json:"mounted"`
+	Present    int          `json:"present"`
+	Unhealable int          `json:"unhealable"`
+	// Denied are the nodes the registry lacks that the deny list keeps
+	// from being pushed (StatusDenied; Reason names the entry).
+	Denied         int      `json:"denied"`
+	BytesPushed    int64    `json:"bytesPushed"`
+	RootWasMissing bool     `json:"rootWasMissing"`
+	RetentionTags  []string `json:"retentionTags,omitempty"`
 	// ReadBack: the registry lacked a manifest, so the closure was read,
 	// not asked about, and what the heal wrote was read back after it.
 	ReadBack bool          `json:"readBack,omitempty"`
@@ -44,8 +47,8 @@ type Result struct {
 }
 
 // Healed reports whether the registry now holds the whole closure, bar
-// non-distributable layers.
-func (r *Result) Healed() bool { return r.Unhealable == 0 }
+// non-distributable layers and what the deny list names.
+func (r *Result) Healed() bool { return r.Unhealable == 0 && r.Denied == 0 }
 
 // status is a node's final status: what the heal did, else what the plan saw.
 func (r *Result) status(p *Plan, d digest.Digest) Status {
@@ -61,7 +64,7 @@ func (r *Result) finish(p *Plan, sess *registry.Session, took time.Duration) {
 		return
 	}
 	r.Nodes = r.Nodes[:0]
-	r.Pushed, r.Mounted, r.Present, r.Unhealable = 0, 0, 0, 0
+	r.Pushed, r.Mounted, r.Present, r.Unhealable, r.Denied = 0, 0, 0, 0, 0
 	for _, n := range p.Closure.Nodes() {
 		s := r.status(p, n.Digest)
 		r.Nodes = append(r.Nodes, nodeResult(n, s, p.Reason(n.Digest)))
@@ -74,6 +77,8 @@ func (r *Result) finish(p *Plan, sess *registry.Session, took time.Duration) {
 			r.Present++
 		case StatusUnhealable, StatusMissing:
 			r.Unhealable++
+		case StatusDenied:
+			r.Denied++
 		}
 	}
 }

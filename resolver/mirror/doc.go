@@ -5,7 +5,8 @@
 //
 // It owns the HTTP protocol: parsing and refusing requests, the rule that
 // only content pulled from the requested repository is served, registry
-// headers, Range, and 404 (never 5xx) for anything it cannot serve. It sees
-// the heal queue only through Enqueuer. It never writes to containerd's
+// headers, Range, and 404 (never 5xx) for anything it cannot serve, and,
+// exactly alike, for what its Denier (the operator's deny list) names. It
+// sees the heal queue only through Enqueuer. It never writes to containerd's
 // store, never serves a tag, and never talks to a registry.
 package mirror

@@ -13,7 +13,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "regmend_mirror_requests_total",
-			Help: "Mirror requests by outcome: served, not_found, not_allowed, bad_request, method_not_allowed.",
+			Help: "Mirror requests by outcome: served, served_by_peer, not_found, denied (the deny list), not_allowed, bad_request, method_not_allowed.",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

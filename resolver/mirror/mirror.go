@@ -38,6 +38,7 @@ type Mirror struct {
 	queue    Enqueuer
 	metrics  *Metrics
 	fallback Fallback
+	deny     Denier
 }
 
 // Allowlist says which registries the mirror serves.
@@ -100,6 +101,9 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.registry == "" || !m.allowed.Allowed(req.registry) {
 		m.fail(w, r, http.StatusNotFound, "not_allowed", "NAME_UNKNOWN", "registry not served by regmend")
+		return
+	}
+	if m.refuseDenied(w, r, req) { // deny.go
 		return
 	}
 	ctx := r.Context()
@@ -176,11 +180,16 @@ func (m *Mirror) serveHeaders(w http.ResponseWriter, desc ocispec.Descriptor) {
 }
 
 func (m *Mirror) notFound(w http.ResponseWriter, r *http.Request, req mirrorRequest) {
+	m.absent(w, r, req, "not_found")
+}
+
+// absent answers as for content not in the store, counted under outcome.
+func (m *Mirror) absent(w http.ResponseWriter, r *http.Request, req mirrorRequest, outcome string) {
 	code := "BLOB_UNKNOWN"
 	if req.kind == "manifests" {
 		code = "MANIFEST_UNKNOWN"
 	}
-	m.fail(w, r, http.StatusNotFound, "not_found", code, "not in this node's content store")
+	m.fail(w, r, http.StatusNotFound, outcome, code, "not in this node's content store")
 }
 
 // fail answers with an OCI error body.

@@ -34,6 +34,7 @@ type Client struct {
 	mu        sync.Mutex
 	downUntil map[string]time.Time
 	hints     map[string]Peer // registry/repo → the peer that last served it
+	deny      Denier          // deny.go
 }
 
 // ClientOption configures a Client.

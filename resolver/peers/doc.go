@@ -13,7 +13,8 @@
 // own digest check refuses it and nothing unverified is committed. A
 // manifest is read whole and verified before a byte of it is served.
 //
-// It never writes to containerd's store, never asks a peer on behalf of a
+// It never writes to containerd's store, never fetches from a peer what its
+// Denier (the operator's deny list) names, never asks a peer on behalf of a
 // peer (the peer endpoint serves the local store only), and never waits on a
 // peer without a deadline. With no peer reachable it changes nothing: the
 // mirror answers 404 and the node heals as a single node does.

@@ -36,6 +36,9 @@ const attempts = 3
 // false, having written nothing, when no peer holds ref or none answered
 // in time: the mirror then answers 404.
 func (c *Client) ServeFallback(w http.ResponseWriter, r *http.Request, ref mirror.Ref) bool {
+	if c.denied(r.Context(), ref) {
+		return false
+	}
 	ctx := log.WithLogger(r.Context(), log.G(r.Context()).WithField("digest", ref.Digest).WithField("repo", ref.Repository))
 	for i := range attempts {
 		h, hinted := c.hinted(ctx, r, ref, i == 0)

@@ -21,12 +21,12 @@ import (
 // sidecar label holding a dashboard whose every query names only metrics
 // regmend registers; off by default.
 func TestChartDashboard(t *testing.T) {
-	for _, o := range parse(t, template(t, "--set", "registries={"+registry+"}")) {
+	for _, o := range withoutDeny(parse(t, template(t, "--set", "registries={"+registry+"}"))) {
 		if o.Kind == "ConfigMap" {
 			t.Fatalf("a ConfigMap rendered by default: %s", o.Metadata.Name)
 		}
 	}
-	objs := parse(t, template(t, "--set", "registries={"+registry+"}", "--set", "dashboard.enabled=true"))
+	objs := withoutDeny(parse(t, template(t, "--set", "registries={"+registry+"}", "--set", "dashboard.enabled=true")))
 	o := one(t, objs, "ConfigMap")
 	var cm struct {
 		Data map[string]string `json:"data"`

@@ -58,7 +58,7 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 	}
 	mirrorPort, metricsPort := harness.ReservePort(t), harness.ReservePort(t)
 	tokenDir := t.TempDir()
-	spec := renderPod(t, helm,
+	spec, configMaps := renderPod(t, helm,
 		"registries={"+s.reg.Addr()+"}",
 		"image.repository="+s.reg.Addr()+"/regmend", "image.tag=e2e",
 		"containerd.socket="+node.Socket(), "containerd.config="+node.ConfigPath(),
@@ -68,9 +68,16 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 		"sweepInterval=0", "logLevel=debug", "cluster.enabled=false",
 		"mirrorToken.hostDir="+tokenDir)
 	fields := map[string]string{"status.hostIP": "127.0.0.1"}
+	newPod := func() *harness.Pod {
+		p := harness.NewPod(t, node, "regmend", spec, fields)
+		for name, data := range configMaps {
+			p.SetConfigMap(name, data)
+		}
+		return p
+	}
 
 	start := time.Now()
-	pod := startPod(ctx, t, harness.NewPod(t, node, "regmend", spec, fields), hostsFile, mirrorPort, metricsPort)
+	pod := startPod(ctx, t, newPod(), hostsFile, mirrorPort, metricsPort)
 	t.Logf("init container and serve up in %s", time.Since(start).Round(time.Millisecond))
 	// The mirror token (on by default): created on the node and written
 	// into hosts.toml, both readable by root only.
@@ -94,11 +101,12 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 	if _, err := os.Stat(tokenFile); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("mirror token file after preStop: %v, want it deleted", err)
 	}
-	pod = startPod(ctx, t, harness.NewPod(t, node, "regmend", spec, fields), hostsFile, mirrorPort, metricsPort)
+	pod = startPod(ctx, t, newPod(), hostsFile, mirrorPort, metricsPort)
 	if again, err := os.ReadFile(tokenFile); err != nil || bytes.Equal(again, token) {
 		t.Errorf("mirror token after a pod replacement: %v; want a new one", err)
 	}
 	d2 := reapAnother(ctx, t, s, "other")
+	denyThroughConfigMap(ctx, t, pod, node, metricsPort, s.reg.Addr()+"/other", s.reg.Ref("other@"+d2.String()))
 	mustPull(ctx, t, node, s.reg.Ref("other@"+d2.String()))
 	waitFor(t, 30*time.Second, "registry healed after the upgrade", func() bool { return s.reg.ManifestExists("other", d2) })
 
@@ -176,9 +184,29 @@ func requireRunc(t *testing.T) {
 	t.Skip("SKIPPING: runc not found (apt-get install runc)")
 }
 
+// denyThroughConfigMap updates the chart's deny list ConfigMap as the
+// kubelet does (a ..data swap) to deny entry: the containerized serve
+// follows it with no restart, and a pull of ref fails as without regmend;
+// then the ConfigMap is emptied again and the entry lifted.
+func denyThroughConfigMap(ctx context.Context, t *testing.T, pod *harness.Pod, node *harness.Containerd, metricsPort int, entry, ref string) {
+	t.Helper()
+	metrics := "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
+	entries := func(n float64) func() bool {
+		return func() bool { return harness.ScrapeMetric(t, metrics, "regmend_deny_entries") == n }
+	}
+	pod.UpdateConfigMap("regmend-deny", map[string]string{"deny.list": "# revoked\n" + entry + "\n"})
+	waitFor(t, 10*time.Second, "the ConfigMap's deny entry in force", entries(1))
+	mustFailPull(ctx, t, node, ref)
+	if n := harness.ScrapeMetric(t, metrics, "regmend_denied_total", `where="mirror"`); n < 1 {
+		t.Errorf("regmend_denied_total{where=mirror} = %v after a denied pull", n)
+	}
+	pod.UpdateConfigMap("regmend-deny", map[string]string{"deny.list": "# lifted\n"})
+	waitFor(t, 10*time.Second, "the ConfigMap's deny entry lifted", entries(0))
+}
+
 // renderPod renders the chart with --set values and returns the
-// DaemonSet's pod spec.
-func renderPod(t *testing.T, helm string, set ...string) harness.PodSpec {
+// DaemonSet's pod spec and the data of every ConfigMap it renders.
+func renderPod(t *testing.T, helm string, set ...string) (harness.PodSpec, map[string]map[string]string) {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -204,7 +232,17 @@ func renderPod(t *testing.T, helm string, set ...string) harness.PodSpec {
 	if err := dss[0].Decode(&ds); err != nil {
 		t.Fatal(err)
 	}
-	return ds.Spec.Template.Spec
+	configMaps := map[string]map[string]string{}
+	for _, o := range harness.Objects(objs, "ConfigMap") {
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		if err := o.Decode(&cm); err != nil {
+			t.Fatal(err)
+		}
+		configMaps[o.Metadata.Name] = cm.Data
+	}
+	return ds.Spec.Template.Spec, configMaps
 }
 
 func waitHealthy(t *testing.T, port int) {

@@ -149,6 +149,7 @@ type VolumeMount struct {
 	Name      string `json:"name"`
 	MountPath string `json:"mountPath"`
 	ReadOnly  bool   `json:"readOnly"`
+	SubPath   string `json:"subPath"`
 }
 
 // Probe is an HTTP probe.
@@ -173,7 +174,7 @@ type Handler struct {
 	} `json:"exec"`
 }
 
-// Volume is a pod volume: a host path, an emptyDir or a Secret.
+// Volume is a pod volume: a host path, an emptyDir, a Secret or a ConfigMap.
 type Volume struct {
 	Name     string `json:"name"`
 	HostPath *struct {
@@ -184,6 +185,9 @@ type Volume struct {
 	Secret   *struct {
 		SecretName string `json:"secretName"`
 	} `json:"secret"`
+	ConfigMap *struct {
+		Name string `json:"name"`
+	} `json:"configMap"`
 }
 
 // Service is the typed view of a v1 Service.

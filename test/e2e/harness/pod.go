@@ -23,7 +23,8 @@ import (
 // and removal. hostPath volumes are bind-mounted at their mountPath,
 // emptyDirs are private directories, $(VAR) in arguments is expanded from
 // the container's environment, and downward-API fields come from the map
-// given to NewPod. Secret volumes are not supported.
+// given to NewPod. ConfigMap volumes hold what SetConfigMap gives them.
+// Secret volumes are not supported.
 //
 // Images must already be in the node's namespace and unpacked for the native
 // snapshotter (pull them with Containerd.Pull, as the kubelet would), and
@@ -38,6 +39,8 @@ type Pod struct {
 	logs      string
 	app       *Container
 	cl        *client.Client
+	// configMaps: ConfigMap name → its files' directory (configmap.go)
+	configMaps map[string]string
 }
 
 func (p *Pod) client() *client.Client {
@@ -254,8 +257,13 @@ func (p *Pod) source(v Volume) string {
 		}
 		p.emptyDirs[v.Name] = d
 		return d
+	case v.ConfigMap != nil:
+		if d, ok := p.configMaps[v.ConfigMap.Name]; ok {
+			return d
+		}
+		p.t.Fatalf("pod %s: volume %s: ConfigMap %s not set (SetConfigMap)", p.name, v.Name, v.ConfigMap.Name)
 	}
-	p.t.Fatalf("pod %s: volume %s: only hostPath and emptyDir volumes are supported", p.name, v.Name)
+	p.t.Fatalf("pod %s: volume %s: only hostPath, emptyDir and ConfigMap volumes are supported", p.name, v.Name)
 	return ""
 }
 

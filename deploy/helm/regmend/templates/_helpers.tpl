@@ -116,3 +116,13 @@ $(NODE_IP)
   mountPath: {{ .Values.mirrorToken.hostDir }}
 {{- end }}
 {{- end -}}
+
+{{- define "regmend.denyConfigMap" -}}
+{{- .Values.deny.existingConfigMap | default (printf "%s-deny" (include "regmend.fullname" .)) -}}
+{{- end -}}
+
+{{/* Where the deny list's ConfigMap is mounted: a directory of its own, not
+under a hostPath mount. */}}
+{{- define "regmend.denyDir" -}}
+/var/run/regmend/deny
+{{- end -}}
