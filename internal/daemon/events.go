@@ -231,7 +231,8 @@ type servedByKey struct{}
 type servedBy struct{ peer bool }
 
 // observeServed wraps the mirror's handler: a manifest or blob answered
-// with its content is a Served event.
+// (GET, or HEAD: a pull of an image the node holds only resolves it) is a
+// Served event.
 func (e *nodeEvents) observeServed(next http.Handler) http.Handler {
 	if e == nil {
 		return next
@@ -240,7 +241,11 @@ func (e *nodeEvents) observeServed(next http.Handler) http.Handler {
 		sb := &servedBy{}
 		rw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), servedByKey{}, sb)))
-		if r.Method != http.MethodGet || (rw.status != http.StatusOK && rw.status != http.StatusPartialContent) {
+		if rw.status == 0 {
+			rw.status = http.StatusOK // a HEAD answered with headers only
+		}
+		// HEAD counts: resolving a digest the node holds serves only that.
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || (rw.status != http.StatusOK && rw.status != http.StatusPartialContent) {
 			return
 		}
 		if ref, ok := parseServed(r); ok {
