@@ -136,9 +136,11 @@ func TestChartOnACluster(t *testing.T) {
 }
 
 // nodeConfig is containerd's config beyond the harness's: the sandbox
-// (pause) image from the test registry, and a CNI config so CRI reports
-// its network ready and the node becomes Ready. Every pod is on the host
-// network, so no CNI plugin ever runs.
+// (pause) image from the test registry; a CNI config so CRI reports its
+// network ready and the node becomes Ready (every pod is on the host
+// network, so no CNI plugin ever runs); and OOM score adjustments no lower
+// than containerd's own, as this machine grants no CAP_SYS_RESOURCE (runc
+// fails every sandbox, at -998, and critical pods, at -997, otherwise).
 func nodeConfig(t *testing.T, pause string) string {
 	t.Helper()
 	cni := t.TempDir()
@@ -147,6 +149,9 @@ func nodeConfig(t *testing.T, pause string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf(`
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = %q
 
