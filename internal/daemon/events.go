@@ -11,11 +11,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
@@ -66,14 +63,14 @@ type nodeEvents struct {
 type EventsOption func(*eventsConfig)
 
 type eventsConfig struct {
-	client kubernetes.Interface
+	client EventsAPI
 	node   string
 	getenv func(string) string
 }
 
 // WithEventsClient posts events through client on node nodeName, instead
 // of the in-cluster config and NODE_NAME.
-func WithEventsClient(client kubernetes.Interface, nodeName string) EventsOption {
+func WithEventsClient(client EventsAPI, nodeName string) EventsOption {
 	return func(c *eventsConfig) { c.client, c.node = client, nodeName }
 }
 
@@ -94,7 +91,7 @@ func startEvents(ctx context.Context, opts ...EventsOption) *nodeEvents {
 		}
 		cfg, err := rest.InClusterConfig()
 		if err == nil {
-			c.client, err = kubernetes.NewForConfig(cfg)
+			c.client, err = newCoreAPI(cfg)
 		}
 		if err != nil {
 			log.G(ctx).WithError(err).Warn("Kubernetes Events off: no API access from this pod")
@@ -104,13 +101,13 @@ func startEvents(ctx context.Context, opts ...EventsOption) *nodeEvents {
 	return newNodeEvents(ctx, c.client, c.node)
 }
 
-func newNodeEvents(ctx context.Context, client kubernetes.Interface, nodeName string) *nodeEvents {
+func newNodeEvents(ctx context.Context, client EventsAPI, nodeName string) *nodeEvents {
 	// kubelet's own node events use the name as UID, and `kubectl describe
 	// node` looks under both; the real UID is better where it can be read.
 	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: nodeName, UID: types.UID(nodeName)}
 	gctx, cancel := context.WithTimeout(ctx, nodeGetTimeout)
 	defer cancel()
-	if n, err := client.CoreV1().Nodes().Get(gctx, nodeName, metav1.GetOptions{}); err != nil {
+	if n, err := client.GetNode(gctx, nodeName); err != nil {
 		log.G(ctx).WithError(err).WithField("node", nodeName).Warn("Kubernetes Events: cannot read the Node; posting under its name as UID, as kubelet does")
 	} else {
 		ref.UID = n.UID
@@ -120,10 +117,14 @@ func newNodeEvents(ctx context.Context, client kubernetes.Interface, nodeName st
 		// a burst of Served would use up the bucket Healed shares.
 		SpamKeyFunc: func(e *corev1.Event) string { return e.Source.Component + "/" + e.Type + "/" + e.Reason },
 	}))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartRecordingToSink(client)
+	// The recorder is only ever given the Node's reference: core/v1 is
+	// all its scheme needs.
+	sch := runtime.NewScheme()
+	_ = corev1.AddToScheme(sch)
 	log.G(ctx).WithField("node", nodeName).Info("Kubernetes Events on: posted on this node's Node object")
 	return &nodeEvents{
-		rec:       b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventsComponent, Host: nodeName}),
+		rec:       b.NewRecorder(sch, corev1.EventSource{Component: EventsComponent, Host: nodeName}),
 		node:      ref,
 		broadcast: b,
 	}

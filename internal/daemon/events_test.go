@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/regmend/regmend/resolver/heal"
 	"github.com/regmend/regmend/resolver/mirror"
@@ -27,7 +28,7 @@ import (
 func testNodeEvents(t *testing.T) (*nodeEvents, *fake.Clientset) {
 	t.Helper()
 	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "uid-n1"}})
-	e := newNodeEvents(context.Background(), cs, "n1")
+	e := newNodeEvents(context.Background(), &fakeAPI{typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")}, cs}, "n1")
 	t.Cleanup(e.stop)
 	return e, cs
 }
@@ -141,6 +142,16 @@ func TestEventsServedFromPeer(t *testing.T) {
 	if !strings.Contains(evs[0].Message, "served edge:5000/team/app from a peer's content store") {
 		t.Errorf("Served = %q, want the peer named as source", evs[0].Message)
 	}
+}
+
+// fakeAPI is EventsAPI over client-go's fake clientset.
+type fakeAPI struct {
+	typedcorev1.EventSinkImpl
+	cs *fake.Clientset
+}
+
+func (f *fakeAPI) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	return f.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 }
 
 type fallbackFunc func(http.ResponseWriter, *http.Request, mirror.Ref) bool
