@@ -44,9 +44,13 @@ $(TOOLS)/helm: tools/go.mod tools/go.sum
 # The one-node cluster of `make test-kube`: etcd and the Kubernetes
 # components from the modules pinned in tools/go.mod. Not part of `tools`:
 # a cold build takes long, and only test-kube needs them.
+# Their version is stamped as Kubernetes' own build does (the node reports
+# it); without it they say v0.0.0-master.
 KUBETOOLS := $(TOOLS)/kube-apiserver $(TOOLS)/kube-controller-manager $(TOOLS)/kube-scheduler $(TOOLS)/kubelet
+KUBEVERSION = $(shell cd tools && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+KUBELDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBEVERSION) -X k8s.io/component-base/version.gitTreeState=clean
 $(KUBETOOLS): tools/go.mod tools/go.sum
-	cd tools && $(GO) build -o $(TOOLS)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+	cd tools && $(GO) build -ldflags '$(KUBELDFLAGS)' -o $(TOOLS)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet
 	@touch $(KUBETOOLS)
 
