@@ -71,6 +71,7 @@ func TestChartOnACluster(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
+	c.dumpPodLogsOnFailure(t, "kube-system")
 	installed := time.Now()
 	out, err := kubeHelm("install", "regmend", filepath.Join(root, "deploy", "helm", "regmend"), "-n", "kube-system",
 		"--set", "registries={"+reg.Addr()+"}",

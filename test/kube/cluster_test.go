@@ -25,6 +25,7 @@ const nodeName = "regmend-node"
 // pods on node's containerd.
 type cluster struct {
 	dir        string
+	kubeletDir string
 	pki        *pki
 	apiPort    int
 	kubeconfig string
@@ -154,6 +155,7 @@ func (c *cluster) startKubelet(t *testing.T, bin string) {
 			t.Logf("remove %s: %v", root, err)
 		}
 	})
+	c.kubeletDir = root
 	port := harness.ReservePort(t)
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -201,6 +203,7 @@ syncFrequency: 5s
 		for _, cond := range n.Status.Conditions {
 			if cond.Type == corev1.NodeReady {
 				if cond.Status == corev1.ConditionTrue {
+					t.Logf("node %s Ready, addresses %v", nodeName, n.Status.Addresses)
 					return nil
 				}
 				return fmt.Errorf("Ready=%s: %s", cond.Status, cond.Message)
@@ -211,6 +214,20 @@ syncFrequency: 5s
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dumpPodLogsOnFailure prints the tail of every container log of the pods
+// in namespace ns if the test fails (before the kubelet's directory goes).
+func (c *cluster) dumpPodLogsOnFailure(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(c.kubeletDir, "logs", ns+"_*", "*", "*.log"))
+		for _, l := range logs {
+			t.Logf("===== %s =====\n%s", l, harness.TailFile(l, 100))
+		}
+	})
 }
 
 func get(url string) error {
