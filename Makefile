@@ -17,7 +17,7 @@ export REGMEND_BIN   := $(BIN)
 
 SHELL := /bin/bash
 
-.PHONY: all build tools test unit e2e demo bench lint fmt clean image image-push manifests
+.PHONY: all build tools kube-tools test test-kube unit e2e demo bench lint fmt clean image image-push manifests
 
 all: build
 
@@ -41,17 +41,45 @@ $(TOOLS)/helm: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS)/ helm.sh/helm/v3/cmd/helm
 	@touch $@
 
+# The one-node cluster of `make test-kube`: etcd and the Kubernetes
+# components from the modules pinned in tools/go.mod. Not part of `tools`:
+# a cold build takes long, and only test-kube needs them.
+# Their version is stamped as Kubernetes' own build does (the node reports
+# it); without it they say v0.0.0-master.
+KUBETOOLS := $(TOOLS)/kube-apiserver $(TOOLS)/kube-controller-manager $(TOOLS)/kube-scheduler $(TOOLS)/kubelet
+KUBEVERSION = $(shell cd tools && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+KUBELDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBEVERSION) -X k8s.io/component-base/version.gitTreeState=clean
+$(KUBETOOLS): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -ldflags '$(KUBELDFLAGS)' -o $(TOOLS)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet
+	@touch $(KUBETOOLS)
+
+# etcd's main package is its server module's root; named for the binary.
+$(TOOLS)/etcd: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS)/etcd go.etcd.io/etcd/server/v3
+	@touch $@
+
+kube-tools: $(KUBETOOLS) $(TOOLS)/etcd
+
 tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl $(TOOLS)/containerd-shim-runc-v2 $(TOOLS)/helm
 
 # Unit packages: everything but the suites under test/ that drive real
 # containerd and registries.
 UNIT = $(shell $(GO) list ./... | grep -v '/test/')
+# The suites under test/ but the real-cluster one (make test-kube).
+SUITES = $(shell $(GO) list ./test/... | grep -v '/test/kube')
 
 # Unit tests under the race detector, then the end-to-end suite against real
 # containerd, registry and crictl.
 test: build tools lint
 	$(GO) test -race -timeout $(TESTTIMEOUT) $(UNIT)
-	$(GO) test -timeout $(TESTTIMEOUT) ./test/...
+	$(GO) test -timeout $(TESTTIMEOUT) $(SUITES)
+
+# The chart on a one-node cluster (etcd, kube-apiserver, controller-manager,
+# scheduler, kubelet) on the test containerd: install as the README says,
+# heal an orphan, uninstall. Run after `make test` by .ci/run.
+test-kube: build tools kube-tools image
+	$(GO) test -count=1 -timeout 20m -v ./test/kube/...
 
 unit:
 	$(GO) test -race $(UNIT)

@@ -133,7 +133,7 @@ func (c *cluster) mirrorOptions() []mirror.Option {
 	if c == nil {
 		return nil
 	}
-	return []mirror.Option{mirror.WithFallback(c.client)}
+	return []mirror.Option{mirror.WithFallback(peerFallback{c.client})}
 }
 
 // buildEndpoint makes the peer endpoint: the local store only (no

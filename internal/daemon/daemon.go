@@ -52,13 +52,17 @@ type Daemon struct {
 	lns     *listeners
 	sweeps  sweeps
 	deny    *denyHooks // nil without deny_file
+	evopts  []EventsOption
+	events  *nodeEvents // set by Run; nil: events off
 }
 
 // New validates cfg, binds the listeners it names and builds the daemon.
 // The mirror's own bound address is excluded from registry access, so
 // regmend never calls itself whatever hosts.toml lists. Run serves on the
-// listeners; a daemon that is not run must be closed.
-func New(cfg Config, stores Stores) (*Daemon, error) {
+// listeners; a daemon that is not run must be closed. Kubernetes Events
+// are posted when Run finds API access (see startEvents), or through the
+// client opts name.
+func New(cfg Config, stores Stores, opts ...EventsOption) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,7 +78,7 @@ func New(cfg Config, stores Stores) (*Daemon, error) {
 		lns.close()
 		return nil, err
 	}
-	d.lns = lns
+	d.lns, d.evopts = lns, opts
 	return d, nil
 }
 
@@ -108,7 +112,10 @@ func build(cfg Config, stores Stores) (*Daemon, error) {
 	}
 	local := content.Local{Store: stores.Content, Blobs: stores.Content, Images: stores.Images}
 	d.queue, err = heal.NewQueue(d.healer, local,
-		heal.WithQueueSize(cfg.QueueSize), heal.WithWorkers(cfg.Workers), heal.WithQueueMetrics(d.metrics))
+		heal.WithQueueSize(cfg.QueueSize), heal.WithWorkers(cfg.Workers), heal.WithQueueMetrics(d.metrics),
+		heal.WithHealObserver(func(t heal.Target, res *heal.Result, err error, took time.Duration) {
+			d.events.healed(t, res, err, took)
+		}))
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +145,17 @@ func (d *Daemon) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	defer d.lns.close()
 	ctx = namespaces.WithNamespace(ctx, d.cfg.Namespace)
 	logContainerdTraps(ctx, d.cfg)
+	// Before any server or worker starts, which read d.events.
+	d.events = startEvents(ctx, d.evopts...)
+	if d.deny != nil {
+		d.deny.events = d.events
+	}
+	defer d.events.stop()
 	handler, err := d.guardMirror(ctx)
 	if err != nil {
 		return err
 	}
+	handler = d.events.observeServed(handler)
 	mirrorLn := d.lns.mirror
 	logListen(ctx, mirrorLn.Addr())
 	servers := []*http.Server{{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }, ReadHeaderTimeout: 10 * time.Second}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regmend/regmend/internal/deny"
@@ -17,6 +18,7 @@ import (
 type denyHooks struct {
 	watcher *deny.Watcher
 	metrics *deny.Metrics
+	events  *nodeEvents // set by Run before any server or worker starts; nil: off
 }
 
 // newDeny reads cfg.DenyFile; a missing or bad file at start is an error
@@ -33,7 +35,24 @@ func newDeny(ctx context.Context, cfg Config, reg prometheus.Registerer) (*denyH
 	return &denyHooks{watcher: w, metrics: m}, nil
 }
 
-func (d *denyHooks) denier(where string) deny.Denier { return d.metrics.Counting(where, d.watcher) }
+func (d *denyHooks) denier(where string) deny.Denier {
+	return eventing{next: d.metrics.Counting(where, d.watcher), hooks: d}
+}
+
+// eventing posts a Denied event on the Node for each refusal; client-go's
+// recorder folds repeats of one digest and entry into one event.
+type eventing struct {
+	next  deny.Denier
+	hooks *denyHooks
+}
+
+func (e eventing) Denied(registry, repo string, dg digest.Digest) (string, bool) {
+	entry, denied := e.next.Denied(registry, repo, dg)
+	if denied {
+		e.hooks.events.Denied(registry+"/"+repo+"@"+dg.String(), entry)
+	}
+	return entry, denied
+}
 
 func (d *denyHooks) healerOptions() []heal.HealerOption {
 	if d == nil {

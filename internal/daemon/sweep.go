@@ -132,7 +132,10 @@ func (d *Daemon) SweepOnce(ctx context.Context) *heal.CheckReport {
 		timeout = DefaultSweepHealTimeout
 	}
 	rep, err := d.healer.Check(ctx, ts, heal.WithFix(true), heal.WithFixTimeout(timeout),
-		heal.WithProgress(func(_, _ int, img *heal.ImageReport) { d.sweeps.release(img.Target) }))
+		heal.WithProgress(func(_, _ int, img *heal.ImageReport) {
+			d.sweeps.release(img.Target)
+			d.events.sweepHealed(img)
+		}))
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("sweep failed")
 		return nil

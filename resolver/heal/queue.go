@@ -32,6 +32,7 @@ type Queue struct {
 	healer  *Healer
 	roots   RootFinder
 	metrics *Metrics
+	observe HealObserver
 	workers int
 	recheck time.Duration
 	quiet   time.Duration
@@ -118,6 +119,16 @@ func WithQuietPeriod(d time.Duration) QueueOption {
 // WithQueueMetrics records queue depth, drops and heal outcomes.
 func WithQueueMetrics(m *Metrics) QueueOption {
 	return func(q *Queue) error { q.metrics = m; return nil }
+}
+
+// HealObserver is told of every heal a Queue runs, as its metrics are:
+// the result (nil if the heal failed before planning), the error and how
+// long it took. It runs on the worker and must not block.
+type HealObserver func(t Target, res *Result, err error, took time.Duration)
+
+// WithHealObserver tells f of every heal (the daemon's Kubernetes Events).
+func WithHealObserver(f HealObserver) QueueOption {
+	return func(q *Queue) error { q.observe = f; return nil }
 }
 
 // Backoff bounds for a failing registry: heals of its digests are dropped
@@ -341,8 +352,12 @@ func (q *Queue) heal(ctx context.Context, sl slot, j healJob) error {
 	var errs []error
 	for _, root := range roots {
 		start := time.Now()
-		res, err := q.healer.share(ctx, Target{Registry: j.registry, Repository: j.repo, Root: root}, sl, nil)
+		t := Target{Registry: j.registry, Repository: j.repo, Root: root}
+		res, err := q.healer.share(ctx, t, sl, nil)
 		q.metrics.heal(res, err, time.Since(start))
+		if q.observe != nil {
+			q.observe(t, res, err, time.Since(start))
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

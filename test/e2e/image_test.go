@@ -67,7 +67,8 @@ func TestImageRunsAsTheDaemonSet(t *testing.T) {
 		"mirror.port="+strconv.Itoa(mirrorPort), "metrics.port="+strconv.Itoa(metricsPort),
 		"sweepInterval=0", "logLevel=debug", "cluster.enabled=false",
 		"mirrorToken.hostDir="+tokenDir)
-	fields := map[string]string{"status.hostIP": "127.0.0.1"}
+	// NODE_NAME (Kubernetes Events) without an API server: events are off.
+	fields := map[string]string{"status.hostIP": "127.0.0.1", "spec.nodeName": "e2e-node"}
 	newPod := func() *harness.Pod {
 		p := harness.NewPod(t, node, "regmend", spec, fields)
 		for name, data := range configMaps {
