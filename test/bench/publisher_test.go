@@ -1,27 +1,13 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/test/e2e/harness"
@@ -47,8 +33,10 @@ type publisherTool struct {
 
 // publisherRuns is what repeated runs of one tool gave.
 type publisherRuns struct {
-	times, cpu         durations
-	dest, src          []traffic
+	times, cpu durations
+	dest, src  []traffic
+	// Each run's requests by method, per registry.
+	destBy, srcBy      []map[string]int64
 	repaired, attempts int
 }
 
@@ -62,14 +50,6 @@ func (p *publisherRuns) total() int64 {
 }
 
 func (p *publisherRuns) repairedAll() bool { return p.attempts > 0 && p.repaired == p.attempts }
-
-func medianTraffic(ts []traffic) string {
-	var r, w, c []int64
-	for _, t := range ts {
-		r, w, c = append(r, int64(t.requests)), append(w, int64(t.writes)), append(c, int64(t.conns))
-	}
-	return fmt.Sprintf("%d (%d writes) on %d conns", medianInt(r), medianInt(w), medianInt(c))
-}
 
 // benchPublisher: a publisher's repair. The destination registry lost one
 // child of a 2-platform index and that child's blobs; the publisher holds
@@ -171,10 +151,12 @@ func benchPublisher(ctx context.Context, t *testing.T, rep *report) {
 			syscall.Sync()
 			var r run
 			var st traffic
+			d0, o0 := len(dest.Requests()), len(origin.Requests())
 			dt := requests(t, dest, func() { st = requests(t, origin, func() { r = executeEnv(ctx, t, tl.env, tl.bin, tl.args...) }) })
 			m := out[tl.name]
 			m.times, m.cpu = append(m.times, r.took), append(m.cpu, r.cpu)
 			m.dest, m.src = append(m.dest, dt), append(m.src, st)
+			m.destBy, m.srcBy = append(m.destBy, byMethod(dest.Requests()[d0:])), append(m.srcBy, byMethod(origin.Requests()[o0:]))
 			m.attempts++
 			if repaired() {
 				m.repaired++
@@ -198,6 +180,11 @@ func benchPublisher(ctx context.Context, t *testing.T, rep *report) {
 	if !from {
 		rows = append(rows, []string{"regmend heal --from (oci:DIR and REG/REPO@DIGEST)", "", "n/a: this regmend has no `heal --from`", "", "", "", "", ""})
 	}
+	var methodRows [][]string
+	for _, tl := range tools {
+		m := out[tl.name]
+		methodRows = append(methodRows, []string{tl.name, medianByMethod(m.destBy), medianByMethod(m.srcBy)})
+	}
 	childBytes := b.Desc.Size
 	for _, l := range lost {
 		childBytes += l.Desc.Size
@@ -214,6 +201,12 @@ func benchPublisher(ctx context.Context, t *testing.T, rep *report) {
 		rows:   rows,
 		notes: []string{fmt.Sprintf("`crane copy` repaired %d of %d runs, with a median of %d writes to the destination: go-containerregistry's pusher asks whether the index is there under the tag (HEAD), finds it, and pushes none of its children.",
 			cm.repaired, cm.attempts, medianWrites(cm.dest))},
+	})
+	rep.add(section{
+		title:  "… the same requests by method",
+		intro:  "Where each tool's requests went: medians over the runs above, from the registries' access logs.",
+		header: []string{"tool", "destination", "source"},
+		rows:   methodRows,
 	})
 
 	claim := "publisher's repair: `regmend heal --from REG/REPO@DIGEST` vs the fastest tool that repairs"
@@ -255,104 +248,4 @@ func benchPublisher(ctx context.Context, t *testing.T, rep *report) {
 		// requests are the destination's alone.
 		rep.info(fmt.Sprintf("… `%s` (the source on local disk) vs the same", name), figures(m), figures(fm), ratios)
 	}
-}
-
-func medianWrites(ts []traffic) int64 {
-	var w []int64
-	for _, t := range ts {
-		w = append(w, int64(t.writes))
-	}
-	return medianInt(w)
-}
-
-// hasHealFrom reports whether the regmend binary's heal takes --from.
-func hasHealFrom(ctx context.Context, bin string) bool {
-	out, err := exec.CommandContext(ctx, bin, "heal", "--help").CombinedOutput()
-	return err == nil && strings.Contains(string(out), "--from")
-}
-
-// benchTool is a tool `make bench-tools` builds into the tools cache. The
-// table is asked for explicitly, so a missing tool fails, never skips.
-func benchTool(t testing.TB, name string) string {
-	t.Helper()
-	p := filepath.Join(harness.ToolsDir(), name)
-	if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		t.Fatalf("the publisher scenario needs %s at %s: run `make bench-tools` (or set $%s)", name, p, harness.EnvTools)
-	}
-	return p
-}
-
-func skopeoPath(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath(toolSkopeo)
-	if err != nil {
-		t.Fatalf("the publisher scenario needs skopeo: apt-get install skopeo (%v)", err)
-	}
-	return p
-}
-
-// writeHostsTOML points regmend at a plain-HTTP registry, as
-// harness.Containerd.UseRegistry does for a node.
-func writeHostsTOML(t testing.TB, dir, addr string) {
-	t.Helper()
-	d := filepath.Join(dir, addr)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(harness.HostsTOML(addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// servesBlob reports whether a GET of the blob answers 200 with content
-// that matches d. The request is the harness's own, left out of the counts.
-func servesBlob(t testing.TB, reg *harness.Registry, repo string, d digest.Digest) bool {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, reg.URL()+"/v2/"+repo+"/blobs/"+d.String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("User-Agent", harness.HarnessUserAgent)
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		t.Fatalf("GET blob %s: %v", d, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false
-	}
-	v := d.Verifier()
-	if _, err := io.Copy(v, resp.Body); err != nil {
-		t.Fatalf("GET blob %s: %v", d, err)
-	}
-	return v.Verified()
-}
-
-// writeLayout writes o, every blob of it, into a new OCI image layout whose
-// index.json names o's root "v1", and returns the layout's directory.
-func writeLayout(t testing.TB, o *imagetest.Object) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "layout")
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash := func(d digest.Digest) v1.Hash {
-		h, err := v1.NewHash(d.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	for _, bl := range o.Blobs() {
-		if err := p.WriteBlob(hash(bl.Desc.Digest), io.NopCloser(bytes.NewReader(bl.Data))); err != nil {
-			t.Fatalf("layout blob %s: %v", bl.Desc.Digest, err)
-		}
-	}
-	root := v1.Descriptor{MediaType: types.MediaType(o.Desc.MediaType), Size: o.Desc.Size, Digest: hash(o.Desc.Digest),
-		Annotations: map[string]string{ocispec.AnnotationRefName: "v1"}}
-	if err := p.AppendDescriptor(root); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
