@@ -17,7 +17,7 @@ export REGMEND_BIN   := $(BIN)
 
 SHELL := /bin/bash
 
-.PHONY: all build tools kube-tools test test-kube unit e2e demo bench lint fmt clean image image-push manifests
+.PHONY: all build tools kube-tools bench-tools test test-kube unit e2e demo bench lint fmt clean image image-push manifests
 
 all: build
 
@@ -61,6 +61,17 @@ $(TOOLS)/etcd: tools/go.mod tools/go.sum
 
 kube-tools: $(KUBETOOLS) $(TOOLS)/etcd
 
+# Tools only the benchmarks compare against (the publisher scenario):
+# regclient's regctl and go-containerregistry's crane, pinned in
+# tools/go.mod. They are not in `tools`, which `make test` needs. skopeo
+# comes from Debian.
+$(TOOLS)/regctl $(TOOLS)/crane: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS)/ github.com/regclient/regclient/cmd/regctl github.com/google/go-containerregistry/cmd/crane
+	@touch $(TOOLS)/regctl $(TOOLS)/crane
+
+bench-tools: $(TOOLS)/regctl $(TOOLS)/crane
+	@command -v skopeo >/dev/null 2>&1 || { echo "make bench needs skopeo (the publisher scenario): apt-get install skopeo"; exit 1; }
+
 tools: $(TOOLS)/containerd $(TOOLS)/ctr $(TOOLS)/registry $(TOOLS)/crictl $(TOOLS)/containerd-shim-runc-v2 $(TOOLS)/helm
 
 # Unit packages: everything but the suites under test/ that drive real
@@ -92,7 +103,7 @@ demo: build tools
 
 # Side-by-side benchmarks against real components; prints the table and
 # writes test/bench/RESULTS.md. BENCHFLAGS adds flags (-benchruns N, ...).
-bench: build tools
+bench: build tools bench-tools
 	$(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./test/bench -benchtable $(BENCHFLAGS)
 
 # The node agent's image: a static regmend per platform plus the CA bundle,

@@ -38,8 +38,14 @@ type run struct {
 // rusage ru_maxrss would not be the command's own: see rusageWrapper.
 func execute(ctx context.Context, t testing.TB, bin string, args ...string) run {
 	t.Helper()
+	return executeEnv(ctx, t, nil, bin, args...)
+}
+
+// executeEnv is execute with env ("KEY=value") added to the environment.
+func executeEnv(ctx context.Context, t testing.TB, env []string, bin string, args ...string) run {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "CONTAINERD_SNAPSHOTTER=native")
+	cmd.Env = append(append(os.Environ(), "CONTAINERD_SNAPSHOTTER=native"), env...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

@@ -21,7 +21,7 @@ var (
 	benchTable = flag.Bool("benchtable", false, "run the side-by-side benchmarks against real components and write RESULTS.md (make bench)")
 	benchRuns  = flag.Int("benchruns", 7, "runs of each timed measurement; the table shows the median")
 	benchOut   = flag.String("benchout", "RESULTS.md", "file the table is written to, relative to test/bench")
-	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, tune, steps, memory, pull, check, peer, holders, micro); the table is printed, not written")
+	benchOnly  = flag.String("benchonly", "", "run only these comma-separated scenarios (heal, tune, steps, memory, pull, check, peer, holders, publisher, micro); the table is printed, not written")
 )
 
 // TestBenchTable runs every side-by-side measurement and writes the table.
@@ -47,6 +47,7 @@ func TestBenchTable(t *testing.T) {
 		{"check", benchCheck},
 		{"peer", benchPeer},
 		{"holders", benchHolders},
+		{"publisher", benchPublisher},
 		{"micro", func(_ context.Context, t *testing.T, rep *report) { benchMicro(t, rep) }},
 	}
 	ok := true
@@ -160,6 +161,14 @@ func describeMachine(ctx context.Context) [][2]string {
 	for _, tool := range []string{harness.ToolContainerd, harness.ToolCtr, harness.ToolRegistry, harness.ToolCrictl} {
 		out = append(out, [2]string{tool, moduleVersion(filepath.Join(harness.ToolsDir(), tool))})
 	}
+	for _, tool := range []string{toolRegctl, toolCrane} {
+		out = append(out, [2]string{tool, moduleVersion(filepath.Join(harness.ToolsDir(), tool))})
+	}
+	sk, err := exec.CommandContext(ctx, toolSkopeo, "--version").Output()
+	if err != nil {
+		sk = []byte("not installed (" + err.Error() + ")")
+	}
+	out = append(out, [2]string{toolSkopeo, strings.TrimSpace(string(sk)) + " (Debian)"})
 	v, _ := exec.CommandContext(ctx, filepath.Join(harness.BinDir(), "regmend"), "version").Output()
 	out = append(out, [2]string{"regmend", strings.TrimSpace(string(v))})
 	return out
