@@ -123,3 +123,14 @@ func ValidateRepository(repo string) error {
 	}
 	return nil
 }
+
+// anchoredTag is distribution's tag grammar, whole: [\w][\w.-]{0,127}.
+var anchoredTag = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
+
+// ValidateTag checks that tag is a tag as it appears in image names.
+func ValidateTag(tag string) error {
+	if !anchoredTag.MatchString(tag) {
+		return fmt.Errorf("tag %q is not a valid tag (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'): %w", tag, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

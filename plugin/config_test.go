@@ -77,6 +77,9 @@ func TestSectionDecode(t *testing.T) {
 			if len(got.Peers) == 0 {
 				got.Peers = nil // and `peers = []`
 			}
+			if len(got.Sources) == 0 {
+				got.Sources = nil // and `sources = []`
+			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("decodeSection:\n got %+v\nwant %+v", got, tc.want)
 			}

@@ -28,7 +28,7 @@ func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check",
 		Usage:     "check that registries still hold the images this node uses (preflight before an upgrade)",
-		ArgsUsage: "[REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG ...]",
+		ArgsUsage: "[REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG ...] | --from SPEC REGISTRY/REPO",
 		Description: `Without an image reference, checks every image record in the containerd
 namespace whose registry is named by --registry (records naming the same
 image by tag and by digest are checked once). Each image is:
@@ -46,6 +46,10 @@ CRI setting discard_unpacked_layers = true leaves. Before checking, the
 containerd config is read and each setting that defeats regmend is named on
 stderr with its fix.
 
+With --from SPEC (as heal takes it: oci:DIR[:NAME] or REGISTRY/REPO[:TAG|@DIGEST],
+repeatable), checks what REGISTRY/REPO lacks of the image SPEC names,
+against what the sources hold, without asking containerd.
+
 Exit status: 0 every image healthy (after --fix: healed), 3 damage found or
 left after --fix, 1 an error (an unreachable registry, a failed fix), 2 usage.`,
 		Flags: []cli.Flag{
@@ -56,14 +60,15 @@ left after --fix, 1 an error (an unreachable registry, a failed fix), 2 usage.`,
 			&cli.FloatFlag{Name: "rate", Usage: "most registry requests per second, bursts of as many (0: unlimited)"},
 			containerdConfigFlag("containerd's config `file`, checked first for settings that defeat regmend (warnings only)"),
 			outputFlag(),
+			fromFlag(),
 		},
 		Action: runCheck,
 	}
 }
 
 func runCheck(ctx context.Context, cmd *cli.Command) error {
-	regs := cmd.StringSlice("registry")
-	if path := cmd.String(flagConfig); len(regs) == 0 && path != "" {
+	regs, from := cmd.StringSlice("registry"), cmd.StringSlice("from")
+	if path := cmd.String(flagConfig); len(regs) == 0 && len(from) == 0 && path != "" {
 		cfg, err := daemon.LoadFile(path)
 		if err != nil {
 			return &exitCode{code: exitUsage, err: err}
@@ -78,9 +83,16 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if cmd.NArg() == 0 && len(regs) == 0 {
 		return usageError("check without an image reference checks every image of the registries named by --registry: name at least one (e.g. --registry edge:5000)")
 	}
+	parse := parseRef
+	if len(from) > 0 {
+		if cmd.NArg() != 1 {
+			return usageError("check --from takes one destination REGISTRY/REPO, got %d", cmd.NArg())
+		}
+		parse = parseDest
+	}
 	var refs []imageRef
 	for _, raw := range cmd.Args().Slice() {
-		ref, err := parseRef(raw)
+		ref, err := parse(raw)
 		if err != nil {
 			return err
 		}
@@ -93,7 +105,9 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if conc < 1 || rate < 0 || math.IsNaN(rate) {
 		return usageError("--concurrency must be at least 1 and --rate at least 0")
 	}
-	warnContainerdTraps(ctx, cmd, ctrconf.WithRegistries(regs...))
+	if len(from) == 0 {
+		warnContainerdTraps(ctx, cmd, ctrconf.WithRegistries(regs...))
+	}
 	opts := []registry.Option{registry.WithRegistries(regs...)}
 	if rate > 0 {
 		opts = append(opts, registry.WithRequestRate(rate, max(1, int(math.Ceil(rate)))))
@@ -102,19 +116,33 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	n, ctx, err := connect(ctx, cmd)
-	if err != nil {
+	var (
+		n     *node
+		srcs  *fromSources
+		store content.Store
+	)
+	if len(from) == 0 { // --from reads no containerd
+		if n, ctx, err = connect(ctx, cmd); err != nil {
+			return err
+		}
+		defer n.Close()
+		store = n.store()
+	} else if srcs, err = openFrom(ctx, from, rem, refs[0]); err != nil {
 		return err
+	} else {
+		store = srcs.store()
 	}
-	defer n.Close()
-	healer, err := heal.NewHealer(n.store(), rem, heal.WithDeepCheck(cmd.Bool("deep")))
+	healer, err := heal.NewHealer(store, rem, heal.WithDeepCheck(cmd.Bool("deep")))
 	if err != nil {
 		return err
 	}
 	var found checkTargets
-	if len(refs) > 0 {
+	switch {
+	case srcs != nil:
+		err = found.fromSources(ctx, srcs, refs[0])
+	case len(refs) > 0:
 		err = found.fromRefs(ctx, n, refs)
-	} else {
+	default:
 		err = found.fromRecords(ctx, n, regs)
 	}
 	if err != nil {
@@ -138,7 +166,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 	for i := range rep.Images {
 		rep.Images[i].Names = found.names[i]
 	}
-	if err := printCheck(cmd.Root().Writer, cmd.String(flagOutput) == "json", rep); err != nil {
+	if err := printCheck(cmd.Root().Writer, cmd.String(flagOutput) == "json", rep, srcs == nil); err != nil {
 		return err
 	}
 	return checkStatus(rep)
@@ -195,6 +223,17 @@ func (c *checkTargets) add(t heal.Target, name string) {
 	}
 }
 
+// fromSources takes the image the --from sources name, in dest.
+func (c *checkTargets) fromSources(ctx context.Context, srcs *fromSources, dest imageRef) error {
+	t, err := srcs.target(ctx, dest)
+	if err != nil {
+		return err
+	}
+	// No names: the image is known by its digest in dest.
+	c.targets, c.names = append(c.targets, t), append(c.names, nil)
+	return nil
+}
+
 func (c *checkTargets) fromRefs(ctx context.Context, n *node, refs []imageRef) error {
 	for _, ref := range refs {
 		ts, err := n.targets(ctx, ref)
@@ -230,28 +269,29 @@ func progress(w io.Writer) func(done, total int, img *heal.ImageReport) {
 }
 
 // printCheck writes the report: one JSON document, or a table of images
-// followed by the details of the damaged ones.
-func printCheck(w io.Writer, asJSON bool, rep *heal.CheckReport) error {
+// followed by the details of the damaged ones. node says the report is of
+// this node's store, whose layers CRI may have discarded after unpack.
+func printCheck(w io.Writer, asJSON bool, rep *heal.CheckReport, node bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(newCheckOutput(rep))
+		return enc.Encode(newCheckOutput(rep, node))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATE\tIMAGE\tMISSING\tBYTES")
 	for _, img := range rep.Images {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", shownState(img), shownName(img), len(img.Missing), units.HumanSize(float64(img.MissingBytes)))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", shownState(img, node), shownName(img), len(img.Missing), units.HumanSize(float64(img.MissingBytes)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, img := range rep.Images {
 		if img.Found != heal.StateHealthy {
-			printDetails(w, img)
+			printDetails(w, img, node)
 		}
 	}
 	var counts []string
-	discarded := len(newCheckOutput(rep).LayersDiscarded)
+	discarded := len(newCheckOutput(rep, node).LayersDiscarded)
 	for _, s := range heal.States {
 		n := rep.Counts[string(s)]
 		if s == heal.StateBroken {
@@ -277,18 +317,18 @@ func shownName(img heal.ImageReport) string {
 	return img.Image
 }
 
-func shownState(img heal.ImageReport) string {
+func shownState(img heal.ImageReport, node bool) string {
 	if img.Fix != nil && img.Found != img.State && img.State == heal.StateHealthy {
 		return "healed"
 	}
-	if layersDiscarded(img) {
+	if node && layersDiscarded(img) {
 		return stateDiscarded
 	}
 	return string(img.State)
 }
 
-func printDetails(w io.Writer, img heal.ImageReport) {
-	fmt.Fprintf(w, "\n%s %s", shownState(img), img.Image)
+func printDetails(w io.Writer, img heal.ImageReport, node bool) {
+	fmt.Fprintf(w, "\n%s %s", shownState(img, node), img.Image)
 	if names := slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return n == img.Image }); len(names) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(names, ", "))
 	}
@@ -296,7 +336,7 @@ func printDetails(w io.Writer, img heal.ImageReport) {
 	if img.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", img.Error)
 	}
-	if layersDiscarded(img) {
+	if node && layersDiscarded(img) {
 		fmt.Fprintln(w, "  this node deleted these layers after unpacking them (CRI discard_unpacked_layers = true) and the registry lacks them too: only a node or a publisher that still holds them can restore them")
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

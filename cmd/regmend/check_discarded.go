@@ -60,10 +60,12 @@ type checkOutput struct {
 	LayersDiscarded []string `json:"layersDiscarded,omitempty"`
 }
 
-func newCheckOutput(rep *heal.CheckReport) checkOutput {
+// newCheckOutput names the images whose layers were discarded when the
+// report is of this node's store (node), as only it has CRI's setting.
+func newCheckOutput(rep *heal.CheckReport, node bool) checkOutput {
 	out := checkOutput{CheckReport: rep}
 	for _, img := range rep.Images {
-		if layersDiscarded(img) {
+		if node && layersDiscarded(img) {
 			out.LayersDiscarded = append(out.LayersDiscarded, img.Image)
 		}
 	}

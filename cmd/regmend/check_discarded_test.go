@@ -29,7 +29,7 @@ func TestCheckReportsDiscardedLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var table bytes.Buffer
-	if err := printCheck(&table, false, rep); err != nil {
+	if err := printCheck(&table, false, rep, true); err != nil {
 		t.Fatal(err)
 	}
 	rows := strings.Split(table.String(), "\n")
@@ -40,7 +40,7 @@ func TestCheckReportsDiscardedLayers(t *testing.T) {
 		t.Errorf("summary does not count it as discarded, not broken:\n%s", table.String())
 	}
 	var js bytes.Buffer
-	if err := printCheck(&js, true, rep); err != nil {
+	if err := printCheck(&js, true, rep, true); err != nil {
 		t.Fatal(err)
 	}
 	var out struct {
@@ -63,7 +63,7 @@ func TestCheckReportsDiscardedLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	table.Reset()
-	if err := printCheck(&table, false, rep); err != nil {
+	if err := printCheck(&table, false, rep, true); err != nil {
 		t.Fatal(err)
 	}
 	if rows := strings.Split(table.String(), "\n"); !strings.HasPrefix(rows[1], "broken ") {

@@ -18,31 +18,52 @@ import (
 func healCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "heal",
-		Usage:     "re-push an image the registry lost, leaves first, from containerd's content store",
-		ArgsUsage: "REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG",
+		Usage:     "re-push an image the registry lost, leaves first, from containerd's content store or from --from sources",
+		ArgsUsage: "REGISTRY/REPO@DIGEST | REGISTRY/REPO:TAG | --from SPEC REGISTRY/REPO",
 		Description: `A digest is healed through the local indexes that reference it, so a lost
 child manifest is restored under its index; only content this node pulled
 from REPO is pushed into REPO. A tag names the local image record. An orphan (a root the registry no longer holds) gets a retention tag
 sha256-<hex>.regmend so the next garbage collection keeps it.
 
+With --from SPEC, the image is what SPEC names and containerd is not asked:
+oci:DIR[:NAME] reads an OCI image layout (NAME an index.json ref.name or a
+digest; without it, the layout's only image), REGISTRY/REPO:TAG or
+REGISTRY/REPO@DIGEST another registry. Repeat --from to read each blob from
+the first that holds it; the root is the first one's that resolves (a
+REGISTRY/REPO after it, naming no image, only lends blobs). The destination is
+REGISTRY/REPO only. --tag NAME binds NAME there to the root once the image
+is whole; a tag already naming another digest is refused (exit 1, naming
+it) unless --force-tag. With --tag no retention tag is bound (the tag keeps
+the root) unless --retain is given.
+
 Exit status: 0 healed or nothing to do, 3 partly healed (what is absent both
 here and in the registry is listed), 1 error, 2 usage.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; write nothing"},
-			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none"},
+			&cli.StringFlag{Name: "retain", Value: "tag", Usage: "retention for a re-pushed orphan: `tag` or none (with --tag: none unless given)"},
 			&cli.IntFlag{Name: "concurrency", Value: heal.DefaultConcurrency, Usage: "presence checks and manifest PUTs in flight at once"},
 			&cli.IntFlag{Name: "uploads", Value: heal.DefaultUploads, Usage: "blob uploads in flight at once"},
 			outputFlag(),
-		},
+			fromFlag(),
+		}, tagFlags()...),
 		Action: runHeal,
 	}
 }
 
 func runHeal(ctx context.Context, cmd *cli.Command) error {
+	from := cmd.StringSlice("from")
 	if cmd.NArg() != 1 {
 		return usageError("heal takes one image reference, got %d", cmd.NArg())
 	}
-	ref, err := parseRef(cmd.Args().First())
+	parse := parseRef
+	if len(from) > 0 {
+		parse = parseDest
+	}
+	ref, err := parse(cmd.Args().First())
+	if err != nil {
+		return err
+	}
+	tag, err := tagSettings(cmd, from)
 	if err != nil {
 		return err
 	}
@@ -50,11 +71,16 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return usageError("--retain: %v", err)
 	}
-	n, ctx, err := connect(ctx, cmd)
-	if err != nil {
-		return err
+	if tag != "" && !cmd.IsSet("retain") {
+		retain = heal.RetainNone // the user's tag keeps the root
 	}
-	defer n.Close()
+	var n *node
+	if len(from) == 0 { // --from reads no containerd
+		if n, ctx, err = connect(ctx, cmd); err != nil {
+			return err
+		}
+		defer n.Close()
+	}
 	rem, err := remote(cmd)
 	if err != nil {
 		return err
@@ -68,6 +94,9 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 				fmt.Fprintln(os.Stderr)
 			}
 		}))
+	}
+	if len(from) > 0 {
+		return healFrom(ctx, cmd, from, ref, rem, tag, opts)
 	}
 	healer, err := heal.NewHealer(n.store(), rem, opts...)
 	if err != nil {

@@ -1,7 +1,9 @@
 // Package daemon runs regmend on a node: the fallback mirror, the background
 // heal queue, the periodic sweep and the metrics endpoint. `regmend serve`
 // and the containerd plugin both run it; they differ only in how they reach
-// containerd's stores (gRPC client or in-process).
+// containerd's stores (gRPC client or in-process). Heals read the node's
+// content store, then the configured sources (an upstream registry, an
+// image layout) for what it lacks; the mirror serves the node's store alone.
 package daemon
 
 import (
@@ -33,6 +35,12 @@ type Config struct {
 	// Registries are the registries served and healed (host[:port]).
 	// Nothing is served or healed until at least one is named.
 	Registries []string `toml:"registries"`
+	// Sources are where a heal reads what this node's store lacks, tried
+	// in order after it: REGISTRY/REPO (another registry's repository, an
+	// upstream, read with GET and HEAD only, through the hosts directory
+	// and auth file) or oci:DIR (an OCI image layout). Blobs are read from
+	// them by digest; the mirror never serves them, only the node's store.
+	Sources []string `toml:"sources"`
 	// Namespace is the containerd namespace holding the images.
 	Namespace string `toml:"namespace"`
 	// HostsDir is containerd's registry config_path.
@@ -144,6 +152,9 @@ func (c Config) Validate() error {
 		if err := imageref.ValidateRegistry(r); err != nil {
 			return fmt.Errorf("registries: %w", err)
 		}
+	}
+	if err := validateSources(c.Sources); err != nil {
+		return err
 	}
 	if _, err := heal.ParseRetention(c.Retain); err != nil {
 		return bad("retain %q: want %s or %s", c.Retain, heal.RetainTag, heal.RetainNone)

@@ -92,7 +92,11 @@ func build(cfg Config, stores Stores) (*Daemon, error) {
 	if d.cluster, err = newCluster(context.Background(), cfg, d.reg); err != nil {
 		return nil, err
 	}
-	d.healer, err = heal.NewHealer(stores.Content, remote,
+	store, err := healStore(context.Background(), cfg, stores.Content, remote)
+	if err != nil {
+		return nil, err
+	}
+	d.healer, err = heal.NewHealer(store, remote,
 		append([]heal.HealerOption{heal.WithRetention(heal.Retention(cfg.Retain))}, d.cluster.healerOptions(cfg, d.reg)...)...)
 	if err != nil {
 		return nil, err

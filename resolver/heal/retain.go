@@ -1,13 +1,10 @@
 package heal
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regmend/regmend/content"
@@ -63,7 +60,9 @@ func (h *Healer) retain(ctx context.Context, sess *registry.Session, plan *Plan,
 	}
 	for _, n := range anchors(plan, res) {
 		tag := RetentionTag(n.Digest)
-		if err := h.bindTag(ctx, sess, tag, n); err != nil {
+		// A retention tag names the digest it keeps: one pointing
+		// elsewhere is never moved (tag.go).
+		if _, err := h.bindTag(ctx, sess, tag, n.Descriptor, false, "retention tag", "regmend never moves a tag"); err != nil {
 			return err
 		}
 		res.RetentionTags = append(res.RetentionTags, tag)
@@ -98,34 +97,4 @@ func anchors(plan *Plan, res *Result) []*content.Node {
 		}
 	}
 	return out
-}
-
-// bindTag points tag at n unless the tag exists: an existing tag is never
-// moved, and one pointing elsewhere is an error.
-func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, tag string, n *content.Node) error {
-	cur, ok, err := sess.TagDigest(ctx, tag)
-	if err != nil {
-		return fmt.Errorf("retention tag %s: %w", tag, err)
-	}
-	if ok {
-		if cur == n.Digest {
-			return nil
-		}
-		return fmt.Errorf("retention tag %s:%s points at %s, not %s; regmend never moves a tag: %w", sess.Ref(""), tag, cur, n.Digest, errdefs.ErrFailedPrecondition)
-	}
-	b, err := content.ReadDocument(ctx, h.store, n.Descriptor)
-	if err != nil {
-		return fmt.Errorf("retention tag %s: %w", tag, err)
-	}
-	// The HEAD above found the tag absent: put it without asking again.
-	err = sess.Retry(ctx, func() error {
-		return sess.PutManifest(ctx, tag, n.Descriptor, func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(b)), nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("bind retention tag %s to %s: %w", tag, n.Digest, err)
-	}
-	log.G(ctx).WithField("tag", tag).Debug("bound retention tag")
-	return nil
 }

@@ -27,6 +27,13 @@
 // https client, host not found) fails at once, naming the fix; a request
 // that makes too little progress is abandoned.
 //
+// It also reads a registry a heal takes content from (ReadSession: package
+// source's registry source): HEADs that describe a digest or a tag (Stat,
+// Resolve) and GETs that stream a blob from an offset or a manifest
+// (OpenBlob, OpenManifest), asking a pull-only token scope, with the same
+// hosts, credentials, retries and stall timeout; it leaves checking the
+// bytes to the caller that pushes them.
+//
 // It never deletes, never moves a tag (it only writes what a caller names),
 // and never reads containerd's content store itself: callers pass the bytes
 // to push. What to push, and in what order, is package heal's job.

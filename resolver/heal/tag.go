@@ -1,0 +1,92 @@
+package heal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regmend/regmend/content"
+	"github.com/regmend/regmend/imageref"
+	"github.com/regmend/regmend/resolver/registry"
+)
+
+// TagBinding reports what BindTag did to a tag.
+type TagBinding struct {
+	Tag    string        `json:"tag"`
+	Digest digest.Digest `json:"digest"` // what the tag points at now
+	// Previous is where the tag pointed before; "" when it was absent.
+	Previous digest.Digest `json:"previous,omitempty"`
+	// Moved: the tag pointed elsewhere and was moved (move was set).
+	Moved bool `json:"moved,omitempty"`
+	// Unchanged: the tag already pointed at the root; nothing was written.
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// BindTag points tag at t.Root in t's repository, putting the root
+// manifest (read from the Healer's store) under the tag. A tag already on
+// the root is left alone, with nothing written. A tag pointing elsewhere is
+// refused with an error errdefs.IsFailedPrecondition recognises, naming
+// where it points, unless move is set: then it is moved and the binding
+// reports Moved and Previous. The root's closure must already be in the
+// registry (heal it first): the registry refuses a manifest whose children
+// it lacks.
+func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (TagBinding, error) {
+	if err := imageref.ValidateTag(tag); err != nil {
+		return TagBinding{}, err
+	}
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
+	if err != nil {
+		return TagBinding{}, err
+	}
+	return h.bindTag(ctx, sess, tag, t.Root, move, "tag", "--force-tag moves it")
+}
+
+// bindTag points tag at desc. what names the tag in errors ("retention
+// tag"); refusal says, when the tag points elsewhere and move is unset,
+// what the user can do about it.
+func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (TagBinding, error) {
+	b := TagBinding{Tag: tag, Digest: desc.Digest}
+	cur, ok, err := sess.TagDigest(ctx, tag)
+	if err != nil {
+		return b, fmt.Errorf("%s %s: %w", what, tag, err)
+	}
+	if ok {
+		b.Previous = cur
+		if cur == desc.Digest {
+			b.Unchanged = true
+			return b, nil
+		}
+		if !move {
+			b.Digest = cur
+			return b, fmt.Errorf("%s %s points at %s, not %s; %s: %w", what, sess.Ref(":"+tag), cur, desc.Digest, refusal, errdefs.ErrFailedPrecondition)
+		}
+	}
+	doc, err := content.ReadDocument(ctx, h.store, desc)
+	if err != nil {
+		return b, fmt.Errorf("%s %s: %w", what, tag, err)
+	}
+	// The HEAD above found where the tag points: put it without asking
+	// again.
+	err = sess.Retry(ctx, func() error {
+		return sess.PutManifest(ctx, tag, desc, func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(doc)), nil
+		})
+	})
+	if err != nil {
+		if ok {
+			b.Digest = cur
+		} else {
+			b.Digest = ""
+		}
+		return b, fmt.Errorf("bind %s %s to %s: %w", what, tag, desc.Digest, err)
+	}
+	b.Moved = ok
+	log.G(ctx).WithField("tag", tag).WithField("previous", b.Previous).Debug("bound " + what)
+	return b, nil
+}
