@@ -23,8 +23,9 @@ import (
 
 // TestChartOnACluster installs the chart as the README says on a one-node
 // cluster, heals an orphan a new pod pulls by digest, reads regmend's
-// Events on the Node, and runs the README's uninstall: hosts.toml is as it
-// was, bytes and mode, the moment helm returns.
+// Events on the Node, denies a digest deleted on purpose through the chart's
+// ConfigMap (it stays gone), and runs the README's uninstall: hosts.toml is
+// as it was, bytes and mode, the moment helm returns.
 func TestChartOnACluster(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -72,15 +73,17 @@ func TestChartOnACluster(t *testing.T) {
 		return string(out), err
 	}
 	c.dumpPodLogsOnFailure(t, "kube-system")
+	chart := filepath.Join(root, "deploy", "helm", "regmend")
+	metricsPort := harness.ReservePort(t)
 	installed := time.Now()
-	out, err := kubeHelm("install", "regmend", filepath.Join(root, "deploy", "helm", "regmend"), "-n", "kube-system",
+	out, err := kubeHelm("install", "regmend", chart, "-n", "kube-system",
 		"--set", "registries={"+reg.Addr()+"}",
 		"--set", "image.repository="+reg.Addr()+"/regmend", "--set", "image.tag=v0.1.0",
 		"--set", "containerd.socket="+node.Socket(), "--set", "containerd.hostsDir="+node.HostsDir(),
 		"--set", "containerd.config="+node.ConfigPath(),
 		"--set", "containerd.contentDir="+filepath.Join(node.Dir(), "root", "io.containerd.content.v1.content"),
 		"--set", "mirror.port="+strconv.Itoa(harness.ReservePort(t)),
-		"--set", "metrics.port="+strconv.Itoa(harness.ReservePort(t)),
+		"--set", "metrics.port="+strconv.Itoa(metricsPort),
 		"--set", "cluster.port="+strconv.Itoa(harness.ReservePort(t)),
 		"--set", "mirrorToken.hostDir="+t.TempDir(),
 		"--set", "events.apiServer.host=127.0.0.1", "--set", "events.apiServer.port="+strconv.Itoa(c.apiPort))
@@ -120,6 +123,11 @@ func TestChartOnACluster(t *testing.T) {
 	for _, ev := range c.waitEvents(t, ctx, daemon.ReasonServed, daemon.ReasonHealed) {
 		t.Logf("event on Node %s: %s %s (count %d): %s", nodeName, ev.Type, ev.Reason, ev.Count, ev.Message)
 	}
+
+	// 4. An image deleted on purpose, denied with helm upgrade, stays gone.
+	denyThroughChart(ctx, t, c, reg, sleeper, func(args ...string) (string, error) {
+		return kubeHelm(append([]string{"upgrade", "regmend", chart, "-n", "kube-system", "--reuse-values"}, args...)...)
+	}, metricsPort)
 
 	// 5. The README's uninstall; the moment it returns, hosts.toml is back.
 	out, err = kubeHelm("uninstall", "regmend", "-n", "kube-system", "--cascade", "foreground", "--wait")
@@ -198,6 +206,25 @@ func (c *cluster) waitDaemonSetReady(t *testing.T, ctx context.Context, ns, name
 // until it is Running.
 func (c *cluster) runPod(t *testing.T, ctx context.Context, name, image string) {
 	t.Helper()
+	c.createPod(t, ctx, name, image)
+	err := harness.WaitFor(3*time.Minute, nil, "pod "+name+" Running", func() error {
+		p, err := c.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s: %s", p.Status.Phase, describe(p))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\nevents: %s", err, c.eventsOf(ctx, "default", name))
+	}
+}
+
+// createPod creates a host-network pod on image, pulled Always.
+func (c *cluster) createPod(t *testing.T, ctx context.Context, name, image string) {
+	t.Helper()
 	no := false
 	grace := int64(1)
 	pod := &corev1.Pod{
@@ -217,19 +244,6 @@ func (c *cluster) runPod(t *testing.T, ctx context.Context, name, image string) 
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	err = harness.WaitFor(3*time.Minute, nil, "pod "+name+" Running", func() error {
-		p, err := c.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("phase %s: %s", p.Status.Phase, describe(p))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("%v\nevents: %s", err, c.eventsOf(ctx, "default", name))
 	}
 }
 

@@ -183,7 +183,11 @@ localStorageCapacityIsolation: false
 serializeImagePulls: false
 podLogsDir: %q
 nodeStatusUpdateFrequency: 2s
+# The pods' ConfigMap volumes (the deny list) follow an update within a
+# sync: the kubelet watches the ConfigMap and rewrites the volume on the
+# pod's next sync (1 min by default).
 syncFrequency: 5s
+configMapAndSecretChangeDetectionStrategy: Watch
 `, port, c.pki.caCert, c.node.Socket(), c.node.Socket(), filepath.Join(root, "logs"))
 	cfgPath := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
