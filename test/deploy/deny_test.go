@@ -110,6 +110,14 @@ func TestChartDenyList(t *testing.T) {
 		t.Error("the chart created its deny ConfigMap beside an existing one")
 	}
 
+	// An entry with a line break would render as more lines than given.
+	for _, bad := range []string{`"edge:5000/a\nedge:5000/b"`, `"edge:5000/a\r\nkey: x"`} {
+		out, err := runHelm(t, "template", "regmend", chartDir(t), "--set", "registries={"+registry+"}", "--set-json", "deny.entries=["+bad+"]")
+		if err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Errorf("entry %s: helm template = %v; want it refused naming the line break\n%s", bad, err, out)
+		}
+	}
+
 	// Off: no flag.
 	objs = parse(t, template(t, "--set", "registries={"+registry+"}", "--set", "deny.enabled=false"))
 	_, p = pod(t, objs)
