@@ -44,7 +44,9 @@ const maxFileSize = 1 << 20
 //	REGISTRY/REPO@sha256:<hex>     that digest in that repository
 //
 // A tag is refused: it names no content, and regmend never serves tags.
-// Any bad line refuses the whole list with an error wrapping
+// So is what would never match, names being compared as containerd writes
+// them: an upper-case registry host, docker.io/NAME (containerd's name is
+// docker.io/library/NAME) and a digest other than sha256. Any bad line refuses the whole list with an error wrapping
 // errdefs.ErrInvalidArgument that names the file, the line and what is
 // wrong: a list is applied whole or not at all.
 func Parse(name string, r io.Reader) (*List, error) {
@@ -83,6 +85,9 @@ func (l *List) add(e string) error {
 		if err != nil {
 			return fmt.Errorf("not a digest (%v) nor REGISTRY/REPO[@DIGEST]: %w", err, errdefs.ErrInvalidArgument)
 		}
+		if err := sha256Only(d); err != nil {
+			return err
+		}
 		l.keep(e)
 		if _, ok := l.digests[d]; !ok {
 			l.digests[d] = e
@@ -96,6 +101,19 @@ func (l *List) add(e string) error {
 	if ref.Tag != "" {
 		return fmt.Errorf("a tag names no content: deny a digest (REGISTRY/REPO@sha256:...) or the whole repository: %w", errdefs.ErrInvalidArgument)
 	}
+	// Names are compared as containerd writes them, never normalised: an
+	// entry spelt otherwise would be accepted and never match.
+	if ref.Registry != strings.ToLower(ref.Registry) {
+		return fmt.Errorf("registry host %s has upper case: containerd names hosts in lower case (write %s): %w", ref.Registry, strings.ToLower(ref.Registry), errdefs.ErrInvalidArgument)
+	}
+	if ref.Registry == "docker.io" && !strings.Contains(ref.Repository, "/") {
+		return fmt.Errorf("containerd names this repository docker.io/library/%s: %w", ref.Repository, errdefs.ErrInvalidArgument)
+	}
+	if ref.Digest != "" {
+		if err := sha256Only(ref.Digest); err != nil {
+			return err
+		}
+	}
 	l.keep(e)
 	if ref.Digest == "" {
 		if _, ok := l.repos[ref.Name()]; !ok {
@@ -105,6 +123,15 @@ func (l *List) add(e string) error {
 	}
 	if k := ref.Name() + "@" + ref.Digest.String(); l.refs[k] == "" {
 		l.refs[k] = e
+	}
+	return nil
+}
+
+// sha256Only refuses another algorithm: registries and containerd name
+// content sha256:<hex>, so such an entry would never match.
+func sha256Only(d digest.Digest) error {
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("digest algorithm %s: the format is sha256:<hex>: %w", d.Algorithm(), errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

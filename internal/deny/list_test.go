@@ -65,6 +65,11 @@ func TestParseRefusesBadLines(t *testing.T) {
 		{"edge:5000/App", "image reference"},
 		{"edge:5000/app@sha256:zz", "image reference"},
 		{"https://edge:5000/app", "image reference"},
+		{"Edge:5000/app", "write edge:5000"},
+		{"docker.io/nginx", "docker.io/library/nginx"},
+		{"docker.io/nginx@" + dA.String(), "docker.io/library/nginx"},
+		{"sha512:" + strings.Repeat("0", 128), "sha256:<hex>"},
+		{"edge:5000/app@sha512:" + strings.Repeat("0", 128), "sha256:<hex>"},
 	} {
 		src := "# ok\n" + dA.String() + "\n" + c.line + "\n"
 		l, err := Parse("/etc/regmend/deny", strings.NewReader(src))

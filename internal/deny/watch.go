@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/regmend/regmend/internal/filever"
 )
 
 var _ Denier = (*Watcher)(nil)
@@ -22,7 +24,8 @@ const DefaultInterval = time.Second
 // restart. Denied answers from the list in force, with no lock and no system
 // call. Run looks at the file every interval and re-reads it when it is
 // another file (a rename over it, a ConfigMap's ..data symlink swapped) or
-// its size or modification time changed (an in-place rewrite).
+// its size, modification or change time changed (an in-place rewrite;
+// internal/filever).
 //
 // It keeps the last good list when the file turns bad (the error is logged
 // once per version of the file, and counted) and when the file is removed
@@ -120,7 +123,7 @@ func (w *Watcher) Reload(ctx context.Context) (bool, error) {
 		w.gone = false
 		w.seen = nil // whatever appears is read, even if it looks like the old one
 	}
-	if w.seen != nil && os.SameFile(w.seen, st) && w.seen.Size() == st.Size() && w.seen.ModTime().Equal(st.ModTime()) {
+	if filever.Same(w.seen, st) {
 		return false, nil
 	}
 	list, read, err := readFile(ctx, w.path)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/regmend/regmend/internal/filever"
 )
 
 // Source gives the token in force now.
@@ -104,7 +106,7 @@ func (s *FileSource) Refresh(ctx context.Context) (Token, error) {
 		s.cur.Store(next)
 		return Token{}, next.err
 	}
-	if prev.seen != nil && os.SameFile(prev.seen, st) && prev.seen.Size() == st.Size() && prev.seen.ModTime().Equal(st.ModTime()) {
+	if filever.Same(prev.seen, st) { // internal/filever
 		s.cur.Store(&fileState{tok: prev.tok, err: prev.err, seen: prev.seen, at: now})
 		return prev.tok, prev.err
 	}

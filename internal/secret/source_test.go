@@ -102,3 +102,30 @@ func TestFileSourceLooksAtTheFileAtMostOnceASecond(t *testing.T) {
 		t.Errorf("Token after the recheck interval took %d stats, want 1", n)
 	}
 }
+
+// A same-size rewrite whose modification time is put back is still seen:
+// the change time moves.
+func TestFileSourceSeesRewriteWithRestoredModTime(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "token")
+	first, second := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	writeToken(t, p, first, 0o600)
+	f, err := ReadFile(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewFileSource(f)
+	before, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // past a coarse clock's tick, so the change time moves
+	writeToken(t, p, second, 0o600)
+	if err := os.Chtimes(p, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := src.Refresh(ctx)
+	if err != nil || tok.Reveal() != second {
+		t.Errorf("after a same-size rewrite with mtime restored: %v; want the second token", err)
+	}
+}

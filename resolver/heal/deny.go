@@ -46,6 +46,20 @@ func (h *Healer) refuseRoot(t Target) error {
 	return nil
 }
 
+// deniedNow asks the Denier again, now, whether d may be pushed to t's
+// repository (the root's entry denies its whole closure). A plan's answer
+// can be older than an entry: a heal waits its turn after refuseRoot, and
+// check --fix reuses its plan. The lookup takes no lock.
+func (h *Healer) deniedNow(t Target, d digest.Digest) (string, bool) {
+	if h.deny == nil {
+		return "", false
+	}
+	if entry, ok := h.deny.Denied(t.Registry, t.Repository, t.Root.Digest); ok {
+		return entry, true
+	}
+	return h.deny.Denied(t.Registry, t.Repository, d)
+}
+
 // errDenied marks a root the deny list names.
 var errDenied = fmt.Errorf("not healed: %w", errdefs.ErrFailedPrecondition)
 

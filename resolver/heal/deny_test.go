@@ -155,3 +155,35 @@ func TestCheckAndQueueObeyDeny(t *testing.T) {
 	q.Enqueue(f.Host, "app", m1.Layers[0].Desc.Digest)
 	imagetest.WaitUntil(t, 10*time.Second, "healed once lifted", func() bool { return f.Has(t, "app", "manifests", m1.Blob) })
 }
+
+// A heal the deny list left partial is not remembered as a recent heal:
+// once the entry is lifted, the next request heals the rest.
+func TestQueueHealsOnceDenyOfChildLifted(t *testing.T) {
+	f, reg, set := denyFixture(t)
+	revoked := imagetest.Manifest(t, imagetest.OCI, healtest.AMD64, 2, 512)
+	kept := imagetest.Manifest(t, imagetest.OCI, healtest.ARM64, 2, 512)
+	idx := imagetest.Index(t, imagetest.OCI, revoked, kept)
+	imagetest.Push(t, f.Base, "app", "v1", idx)
+	imagetest.WriteLocal(t, f.CS, f.Host, "app", idx)
+	for _, m := range []*imagetest.Object{revoked, kept} {
+		imagetest.Delete(t, f.Base, "app", "manifests", m.Desc.Digest)
+	}
+	set(f.Host + "/app@" + revoked.Desc.Digest.String())
+
+	q, err := heal.NewQueue(f.Healer, content.Local{Store: f.CS, Blobs: f.CS}, heal.WithQuietPeriod(time.Millisecond), heal.WithQueueMetrics(heal.NewMetrics(reg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healtest.RunQueue(t, q)
+	layer := revoked.Layers[0].Desc.Digest
+	q.Enqueue(f.Host, "app", layer)
+	imagetest.WaitUntil(t, 10*time.Second, "a partial heal", func() bool {
+		return imagetest.Metric(t, reg, "regmend_heals_total", "result", "partial") == 1
+	})
+	if !f.Has(t, "app", "manifests", kept.Blob) || f.Has(t, "app", "manifests", revoked.Blob) {
+		t.Fatal("the partial heal did not push the allowed child alone")
+	}
+	set()
+	q.Enqueue(f.Host, "app", layer)
+	imagetest.WaitUntil(t, 10*time.Second, "healed once lifted", func() bool { return f.Has(t, "app", "manifests", revoked.Blob) })
+}

@@ -186,6 +186,10 @@ func (h *Healer) heal(ctx context.Context, t Target, sl slot, planned *Plan) (*R
 		if err != nil {
 			return nil, err
 		}
+		if plan.Status(t.Root.Digest) == StatusDenied {
+			// An entry added while this heal waited its turn.
+			return nil, fmt.Errorf("heal %s: %s: %w", t, plan.Reason(t.Root.Digest), errDenied)
+		}
 		lost = lost || plan.lost
 		if round == 1 {
 			res.RootWasMissing = plan.Status(t.Root.Digest) != StatusPresent
@@ -263,8 +267,8 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 		i = len(blobs)
 	}
 	lanes, lctx := errgroup.WithContext(ctx)
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[:i], h.uploads, plan.lost, record) })
-	lanes.Go(func() error { return h.pushAll(lctx, sess, blobs[i:], h.concurrency, plan.lost, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, plan.Target, blobs[:i], h.uploads, plan.lost, record) })
+	lanes.Go(func() error { return h.pushAll(lctx, sess, plan.Target, blobs[i:], h.concurrency, plan.lost, record) })
 	if err := lanes.Wait(); err != nil {
 		return err
 	}
@@ -274,7 +278,7 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 	// could be accepted just before a GC takes a blob, and the re-plan would
 	// then find the manifest present and look no further.)
 	for _, level := range levels(manifests) {
-		if err := h.pushAll(ctx, sess, level, h.concurrency, plan.lost, record); err != nil {
+		if err := h.pushAll(ctx, sess, plan.Target, level, h.concurrency, plan.lost, record); err != nil {
 			return err
 		}
 	}
@@ -285,12 +289,12 @@ func (h *Healer) push(ctx context.Context, sess *registry.Session, plan *Plan, r
 const smallBlob = 1 << 20
 
 // pushAll pushes nodes, limit at a time, recording each outcome.
-func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, nodes []*content.Node, limit int, lost bool, record func(*content.Node, registry.Outcome)) error {
+func (h *Healer) pushAll(ctx context.Context, sess *registry.Session, t Target, nodes []*content.Node, limit int, lost bool, record func(*content.Node, registry.Outcome)) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
 	for _, n := range nodes {
 		g.Go(func() error {
-			o, err := h.pushNode(gctx, sess, n, lost)
+			o, err := h.pushNode(gctx, sess, t, n, lost)
 			if err != nil {
 				return err
 			}
@@ -327,8 +331,12 @@ func levels(manifests []*content.Node) [][]*content.Node {
 // push asks nothing first: a blob is uploaded (or mounted), a manifest put
 // by digest. When the registry lost content (lost), a mount is read back
 // before it is believed: the registry decides it from the same stale
-// answer as its HEAD. One it does not serve is uploaded instead.
-func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, n *content.Node, lost bool) (registry.Outcome, error) {
+// answer as its HEAD. One it does not serve is uploaded instead. The deny
+// list is asked again first: the plan may predate an entry.
+func (h *Healer) pushNode(ctx context.Context, sess *registry.Session, t Target, n *content.Node, lost bool) (registry.Outcome, error) {
+	if entry, ok := h.deniedNow(t, n.Digest); ok { // deny.go
+		return 0, fmt.Errorf("push %s %s: %s: %w", n.Kind, n.Digest, deniedReason(entry), errDenied)
+	}
 	open := func() (io.ReadCloser, error) {
 		rc, err := content.Open(ctx, h.store, n.Descriptor)
 		if err != nil {

@@ -283,6 +283,11 @@ func (q *Queue) run(ctx context.Context, sl slot, qj queuedJob) {
 		// remembered, so a lifted entry heals at the next request (a
 		// refusal asks the registry nothing).
 		log.G(ctx).WithError(err).Info("heal refused")
+	case errors.Is(err, errPartlyDenied):
+		// The deny list kept nodes back: not remembered, so a lifted
+		// entry heals at the next request.
+		delete(q.down, j.registry)
+		log.G(ctx).WithError(err).Info("heal partial")
 	case err == nil || errors.Is(err, errNotHealable):
 		delete(q.down, j.registry)
 		q.remember(j, now.Add(q.recheck))
@@ -338,6 +343,9 @@ var errLocalStore = errors.New("local content store")
 // while the registry backs off.
 var errBackingOff = errors.New("registry backing off")
 
+// errPartlyDenied marks a heal the deny list left partial.
+var errPartlyDenied = errors.New("the deny list kept nodes back")
+
 func (q *Queue) heal(ctx context.Context, sl slot, j healJob) error {
 	q.mu.Lock()
 	down := time.Now().Before(q.down[j.registry].until)
@@ -359,6 +367,9 @@ func (q *Queue) heal(ctx context.Context, sl slot, j healJob) error {
 			q.observe(t, res, err, time.Since(start))
 		}
 		if err != nil {
+			if res != nil && res.Denied > 0 {
+				err = fmt.Errorf("%w (%w)", err, errPartlyDenied)
+			}
 			errs = append(errs, err)
 			continue
 		}

@@ -62,7 +62,7 @@ func (h *Healer) retain(ctx context.Context, sess *registry.Session, plan *Plan,
 		tag := RetentionTag(n.Digest)
 		// A retention tag names the digest it keeps: one pointing
 		// elsewhere is never moved (tag.go).
-		if _, err := h.bindTag(ctx, sess, tag, n.Descriptor, false, "retention tag", "regmend never moves a tag"); err != nil {
+		if _, err := h.bindTag(ctx, sess, plan.Target, tag, n.Descriptor, false, "retention tag", "regmend never moves a tag"); err != nil {
 			return err
 		}
 		res.RetentionTags = append(res.RetentionTags, tag)
@@ -72,7 +72,7 @@ func (h *Healer) retain(ctx context.Context, sess *registry.Session, plan *Plan,
 
 func anchors(plan *Plan, res *Result) []*content.Node {
 	root := plan.Closure.Root
-	if s := res.status(plan, root.Digest); s != StatusUnhealable && s != StatusMissing {
+	if s := res.status(plan, root.Digest); s != StatusUnhealable && s != StatusMissing && s != StatusDenied {
 		return []*content.Node{root}
 	}
 	parents := map[digest.Digest][]digest.Digest{}

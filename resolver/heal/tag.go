@@ -44,14 +44,19 @@ func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (
 	if err != nil {
 		return TagBinding{}, err
 	}
-	return h.bindTag(ctx, sess, tag, t.Root, move, "tag", "--force-tag moves it")
+	return h.bindTag(ctx, sess, t, tag, t.Root, move, "tag", "--force-tag moves it")
 }
 
-// bindTag points tag at desc. what names the tag in errors ("retention
-// tag"); refusal says, when the tag points elsewhere and move is unset,
-// what the user can do about it.
-func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (TagBinding, error) {
+// bindTag points tag at desc, in t's closure. what names the tag in errors
+// ("retention tag"); refusal says, when the tag points elsewhere and move
+// is unset, what the user can do about it. A tag PUT pushes the manifest:
+// one the deny list names now is refused, as a denied root is.
+func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, t Target, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (TagBinding, error) {
 	b := TagBinding{Tag: tag, Digest: desc.Digest}
+	if entry, ok := h.deniedNow(t, desc.Digest); ok { // deny.go
+		b.Digest = ""
+		return b, fmt.Errorf("%s %s: %s: %w", what, sess.Ref(":"+tag), deniedReason(entry), errDenied)
+	}
 	cur, ok, err := sess.TagDigest(ctx, tag)
 	if err != nil {
 		return b, fmt.Errorf("%s %s: %w", what, tag, err)

@@ -48,6 +48,28 @@ func denyMount(t *testing.T, p harness.PodSpec, serve harness.Container) (file, 
 	return "", ""
 }
 
+// denyData returns the list the chart's deny ConfigMap holds, failing when
+// it renders none, or none under deny.list.
+func denyData(t *testing.T, objs []harness.Object) string {
+	t.Helper()
+	for _, o := range harness.Objects(objs, "ConfigMap") {
+		if o.Metadata.Name != denyConfigMap {
+			continue
+		}
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		decode(t, o, &cm)
+		list, ok := cm.Data["deny.list"]
+		if !ok {
+			t.Fatalf("ConfigMap %s holds no deny.list: %v", denyConfigMap, cm.Data)
+		}
+		return list
+	}
+	t.Fatalf("no ConfigMap %s rendered", denyConfigMap)
+	return ""
+}
+
 // TestChartDenyList: the deny list is a ConfigMap, by default empty, mounted
 // as a directory and named to serve; entries render to a file regmend's own
 // parser accepts; an existing ConfigMap replaces the chart's.
@@ -60,17 +82,9 @@ func TestChartDenyList(t *testing.T) {
 	if file != "/var/run/regmend/deny/deny.list" || cm != denyConfigMap {
 		t.Fatalf("--deny-file %q in ConfigMap %q, want /var/run/regmend/deny/deny.list in %s", file, cm, denyConfigMap)
 	}
-	var got struct {
-		Data map[string]string `json:"data"`
-	}
-	for _, o := range harness.Objects(objs, "ConfigMap") {
-		if o.Metadata.Name == cm {
-			decode(t, o, &got)
-		}
-	}
-	l, err := deny.Parse("deny.list", strings.NewReader(got.Data["deny.list"]))
+	l, err := deny.Parse("deny.list", strings.NewReader(denyData(t, objs)))
 	if err != nil {
-		t.Fatalf("the rendered list does not parse: %v\n%s", err, got.Data["deny.list"])
+		t.Fatalf("the rendered list does not parse: %v\n%s", err, denyData(t, objs))
 	}
 	if want := []string{digest, "edge:5000/leaky", "edge:5000/app@" + digest}; strings.Join(l.Entries(), ",") != strings.Join(want, ",") {
 		t.Errorf("rendered entries %q, want %q", l.Entries(), want)
@@ -82,11 +96,8 @@ func TestChartDenyList(t *testing.T) {
 	if _, cm := denyMount(t, p, serveContainer(t, p)); cm != denyConfigMap {
 		t.Errorf("default deny list in %q, want %s", cm, denyConfigMap)
 	}
-	for _, o := range harness.Objects(objs, "ConfigMap") {
-		decode(t, o, &got)
-		if l, err := deny.Parse("deny.list", strings.NewReader(got.Data["deny.list"])); o.Metadata.Name == denyConfigMap && (err != nil || l.Len() != 0) {
-			t.Errorf("default deny list: %v entries, %v; want an empty list", l.Len(), err)
-		}
+	if l, err := deny.Parse("deny.list", strings.NewReader(denyData(t, objs))); err != nil || l.Len() != 0 {
+		t.Errorf("default deny list: %v entries, %v; want an empty list", l.Len(), err)
 	}
 
 	// An existing ConfigMap: mounted, none created.
@@ -97,6 +108,14 @@ func TestChartDenyList(t *testing.T) {
 	}
 	if cms := harness.Objects(withoutDeny(objs), "ConfigMap"); len(harness.Objects(objs, "ConfigMap")) != len(cms) {
 		t.Error("the chart created its deny ConfigMap beside an existing one")
+	}
+
+	// An entry with a line break would render as more lines than given.
+	for _, bad := range []string{`"edge:5000/a\nedge:5000/b"`, `"edge:5000/a\r\nkey: x"`} {
+		out, err := runHelm(t, "template", "regmend", chartDir(t), "--set", "registries={"+registry+"}", "--set-json", "deny.entries=["+bad+"]")
+		if err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Errorf("entry %s: helm template = %v; want it refused naming the line break\n%s", bad, err, out)
+		}
 	}
 
 	// Off: no flag.
