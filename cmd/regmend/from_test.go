@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,6 +162,7 @@ func TestHealFromTagRefusesToMove(t *testing.T) {
 	sourcetest.WriteLayout(t, dir, img, "v1")
 	spec, dest := "oci:"+dir+":v1", reg.Host+"/app"
 
+	reg.Log.Reset()
 	out, err := runCLI(t, reg, "heal", "--from", spec, "--tag", "v1", dest)
 	if exitOf(err) != exitError || !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("heal = %v (exit %d), want a refusal, exit 1\n%s", err, exitOf(err), out)
@@ -173,8 +175,13 @@ func TestHealFromTagRefusesToMove(t *testing.T) {
 	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != old.Desc.Digest {
 		t.Fatalf("tag v1 = %s, want it left on %s", d, old.Desc.Digest)
 	}
-	if !strings.Contains(out, "healed "+dest+"@"+img.Desc.Digest.String()) {
-		t.Errorf("output does not report the heal before the refusal:\n%s", out)
+	// Refused before anything is pushed: a root pushed and left untagged
+	// (no retention tag with --tag) would be the next GC's.
+	if w := reg.Log.Writes(); len(w) != 0 {
+		t.Errorf("a refused tag wrote %v, want nothing", w)
+	}
+	if imagetest.Has(t, reg.Base, "app", "manifests", img.Desc.Digest.String()) {
+		t.Errorf("root %s pushed before the tag was refused", img.Desc.Digest)
 	}
 
 	out, err = runCLI(t, reg, "heal", "--from", spec, "--tag", "v1", "--force-tag", dest)
@@ -187,6 +194,40 @@ func TestHealFromTagRefusesToMove(t *testing.T) {
 	want := "tag " + dest + ":v1 moved from " + old.Desc.Digest.String() + " to " + img.Desc.Digest.String()
 	if !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestHealFromTagFailureKeepsRoot: when binding --tag fails after the heal
+// pushed a root the registry lacked, the root's retention tag is bound
+// instead (retention is off for --tag), so the next GC keeps it, and the
+// output and error say so.
+func TestHealFromTagFailureKeepsRoot(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	img := sourcetest.NewFixture(t, 128).Image
+	dir := filepath.Join(t.TempDir(), "layout")
+	sourcetest.WriteLayout(t, dir, img, "v1")
+	dest := reg.Host + "/app"
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && r.URL.Path == "/v2/app/manifests/v1" {
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"tag writes refused"}]}`, http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+
+	got, err := healFromJSON(t, reg, "--from", "oci:"+dir, "--tag", "v1", dest)
+	retention := heal.RetentionTag(img.Desc.Digest)
+	if exitOf(err) != exitError || !strings.Contains(err.Error(), retention) {
+		t.Fatalf("heal = %v (exit %d), want exit 1 naming retention tag %s", err, exitOf(err), retention)
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", retention); d != img.Desc.Digest {
+		t.Errorf("retention tag %s = %q, want the pushed root %s", retention, d, img.Desc.Digest)
+	}
+	if got.Tag != nil || len(got.RetentionTags) != 1 || got.RetentionTags[0] != retention {
+		t.Errorf("output: tag %+v, retention tags %v; want no tag and %s", got.Tag, got.RetentionTags, retention)
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != "" {
+		t.Errorf("tag v1 = %s through a refused PUT", d)
 	}
 }
 

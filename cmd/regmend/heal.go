@@ -33,8 +33,9 @@ the first that holds it; the root is the first one's that resolves (a
 REGISTRY/REPO after it, naming no image, only lends blobs). The destination is
 REGISTRY/REPO only. --tag NAME binds NAME there to the root once the image
 is whole; a tag already naming another digest is refused (exit 1, naming
-it) unless --force-tag. With --tag no retention tag is bound (the tag keeps
-the root) unless --retain is given.
+it) before anything is pushed, unless --force-tag. With --tag no retention
+tag is bound (the tag keeps the root) unless --retain is given, or the tag
+could not be bound after the root was pushed: then the retention tag keeps it.
 
 With --deny-file, what the file names is never pushed: a denied reference
 or root is refused (exit 1, naming the entry), a denied node of an allowed

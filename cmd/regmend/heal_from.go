@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containerd/errdefs"
@@ -55,10 +56,22 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		out.plan(plan)
 		return out.flush()
 	}
+	force := cmd.Bool("force-tag")
+	if tag != "" && !force {
+		// Refused before anything is written: a root pushed and then
+		// left untagged (retention is off for --tag) is the next GC's.
+		if _, err := healer.PreviewTag(ctx, t, tag, false); err != nil {
+			return err
+		}
+	}
+	// With --tag and no --retain, the user's tag was to keep the root:
+	// whenever it is not bound, a retention tag must.
+	keep := tag != "" && !cmd.IsSet("retain")
 	res, err := healer.Heal(ctx, t)
 	switch {
 	case errdefs.IsNotFound(err) && res != nil:
 		// A tag would name an image dest does not hold whole.
+		err = keepRoot(ctx, healer, t, res, keep, err)
 		out.healedFrom(res, srcs, nil)
 		if ferr := out.flush(); ferr != nil {
 			return ferr
@@ -69,14 +82,16 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		return &exitCode{code: exitDamaged, err: fmt.Errorf("partly healed: %w", err)}
 	case err != nil:
 		if res != nil {
+			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
 		}
 		return err
 	}
 	var bound *heal.TagBinding
 	if tag != "" {
-		b, err := healer.BindTag(ctx, t, tag, cmd.Bool("force-tag"))
+		b, err := healer.BindTag(ctx, t, tag, force)
 		if err != nil {
+			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
 			if ferr := out.flush(); ferr != nil {
 				return ferr
@@ -87,6 +102,32 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 	}
 	out.healedFrom(res, srcs, bound)
 	return out.flush()
+}
+
+// keepRoot binds the root's retention tag when keep is set and this heal
+// pushed the root (the registry lacked it) but the user's tag was not
+// bound (cause says why), so the next garbage collection keeps it. It
+// returns cause, saying what was bound or that binding failed too.
+func keepRoot(ctx context.Context, h *heal.Healer, t heal.Target, res *heal.Result, keep bool, cause error) error {
+	if !keep || len(res.RetentionTags) > 0 || !rootPushed(res, t) {
+		return cause
+	}
+	rt := heal.RetentionTag(t.Root.Digest)
+	if _, err := h.BindTag(ctx, t, rt, false); err != nil {
+		return errors.Join(cause, fmt.Errorf("the root %s was pushed untagged and the next garbage collection may delete it: %w", t.Root.Digest, err))
+	}
+	res.RetentionTags = append(res.RetentionTags, rt)
+	return fmt.Errorf("%w; retention tag %s bound instead, so the next garbage collection keeps the root %s", cause, rt, t.Root.Digest)
+}
+
+// rootPushed reports whether the heal pushed t's root.
+func rootPushed(res *heal.Result, t heal.Target) bool {
+	for _, n := range res.Nodes {
+		if n.Digest == t.Root.Digest {
+			return n.Status == heal.StatusPushed
+		}
+	}
+	return false
 }
 
 // healFromOutput is a heal --from as -o json prints it: the heal's
