@@ -104,7 +104,8 @@ func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descr
 	}
 	var desc ocispec.Descriptor
 	d, err := digest.Parse(ref)
-	if err != nil {
+	byDigest := err == nil
+	if !byDigest {
 		desc, err = r.sess.Resolve(ctx, ref)
 	} else {
 		desc, err = r.sess.Stat(ctx, d)
@@ -117,11 +118,17 @@ func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descr
 	doc := desc
 	doc.MediaType = ocispec.MediaTypeImageManifest // any manifest type: ReaderAt asks manifests/
 	b, err := content.ReadDocument(ctx, r, doc)
-	if err != nil {
+	switch {
+	case byDigest && errdefs.IsNotFound(err):
+		// Stat found the digest, the manifests endpoint does not: a blob.
 		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %v: %w", ref, r, err, errdefs.ErrInvalidArgument)
+	case err != nil:
+		// The registry failing (5xx, 401, a cancel) is not the caller's
+		// mistake: its class is kept.
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: reading it to learn its type: %w", ref, r, err)
 	}
 	if desc.MediaType, err = content.MediaTypeOf(b, desc.Digest); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: %w", ref, r, err)
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %w", ref, r, err) // MediaTypeOf classifies
 	}
 	return desc, nil
 }

@@ -282,9 +282,22 @@ func kindOf(f *sourcetest.Fixture, d digest.Digest) string {
 func TestRegistrySourceSniffsMediaType(t *testing.T) {
 	f := sourcetest.NewFixture(t, 1024)
 	reg, src := registrySource(t, f)
-	// HEADs are answered from the registry's own GET, without its
-	// Content-Type.
-	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetFault(noContentType(reg))
+	ctx := sourcetest.Context(t)
+	for _, ref := range []string{f.Name, f.Image.Desc.Digest.String()} {
+		if d, err := src.Resolve(ctx, ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex || d.Size != f.Image.Desc.Size {
+			t.Errorf("Resolve(%q) = %q %d, %v; want the index", ref, d.MediaType, d.Size, err)
+		}
+	}
+	if _, err := src.Resolve(ctx, f.Layer().Desc.Digest.String()); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
+	}
+}
+
+// noContentType answers HEADs from the registry's own GET, without its
+// Content-Type, so Resolve must read the document to learn its type.
+func noContentType(reg *imagetest.Registry) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodHead || r.Header.Get("X-Inner") != "" {
 			return false
 		}
@@ -306,15 +319,29 @@ func TestRegistrySourceSniffsMediaType(t *testing.T) {
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		w.WriteHeader(resp.StatusCode)
 		return true
-	})
-	ctx := sourcetest.Context(t)
-	for _, ref := range []string{f.Name, f.Image.Desc.Digest.String()} {
-		if d, err := src.Resolve(ctx, ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex || d.Size != f.Image.Desc.Size {
-			t.Errorf("Resolve(%q) = %q %d, %v; want the index", ref, d.MediaType, d.Size, err)
-		}
 	}
-	if _, err := src.Resolve(ctx, f.Layer().Desc.Digest.String()); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
+}
+
+// TestRegistrySourceResolveReadFails: a registry whose HEAD names no type
+// and whose GET of the document then answers 503 fails Resolve as the
+// registry's failure, not as the caller's bad argument (exit 2, "usage").
+func TestRegistrySourceResolveReadFails(t *testing.T) {
+	f := sourcetest.NewFixture(t, 1024)
+	reg, src := registrySource(t, f)
+	sniff := noContentType(reg)
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") && r.Header.Get("X-Inner") == "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return sniff(w, r)
+	})
+	_, err := src.Resolve(sourcetest.Context(t), f.Name)
+	if errdefs.IsInvalidArgument(err) || !errdefs.IsUnavailable(err) {
+		t.Fatalf("Resolve with the GET answering 503 = %v, want the registry's 503, not invalid argument", err)
+	}
+	if !strings.Contains(err.Error(), f.Name) {
+		t.Errorf("error %q does not name %s", err, f.Name)
 	}
 }
 
