@@ -346,6 +346,44 @@ func TestHealFromSeveralSources(t *testing.T) {
 	}
 }
 
+// TestHealFromNamedSourceChoosesRoot: when one --from names an image, a
+// layout named by no reference only lends blobs: its only image is not the
+// root. A source that fails (credentials refused) stops the choice of root
+// rather than handing it to the next source: exit 1, nothing written.
+func TestHealFromNamedSourceChoosesRoot(t *testing.T) {
+	reg, up := imagetest.NewRegistry(t), imagetest.NewRegistry(t)
+	other, want := sourcetest.NewFixture(t, 64).Image, sourcetest.NewFixture(t, 128).Image
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	sourcetest.WriteLayout(t, a, other, "")
+	sourcetest.WriteLayout(t, b, want, "v1")
+	dest := reg.Host + "/app"
+
+	got, err := healFromJSON(t, reg, "--from", "oci:"+a, "--from", "oci:"+b+":v1", dest)
+	if err != nil {
+		t.Fatalf("heal: %v", err)
+	}
+	if got.Target.Root.Digest != want.Desc.Digest {
+		t.Errorf("root = %s, want b's v1 %s, not a's only image %s", got.Target.Root.Digest, want.Desc.Digest, other.Desc.Digest)
+	}
+	if imagetest.Has(t, reg.Base, "app", "manifests", other.Desc.Digest.String()) {
+		t.Errorf("a's image %s was pushed", other.Desc.Digest)
+	}
+
+	imagetest.WriteHostsTOML(t, reg.HostsDir, up.Host, fmt.Sprintf("server = %q\n", up.Base))
+	up.SetFault(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+	reg.Log.Reset()
+	out, err := runCLI(t, reg, "heal", "--from", up.Host+"/app:v2", "--from", "oci:"+b+":v1", reg.Host+"/other")
+	if exitOf(err) != exitError || !strings.Contains(err.Error(), up.Host+"/app:v2") {
+		t.Errorf("heal with the first source refusing = %v (exit %d), want exit 1 naming it\n%s", err, exitOf(err), out)
+	}
+	if w := reg.Log.Writes(); len(w) != 0 {
+		t.Errorf("the root was chosen past a failing source: writes %v", w)
+	}
+}
+
 // TestHealFromRegistry: --from another registry's REPO:TAG copies the
 // image into the destination, reading the source only, and --tag binds it.
 func TestHealFromRegistry(t *testing.T) {

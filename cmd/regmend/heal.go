@@ -29,8 +29,10 @@ With --from SPEC, the image is what SPEC names and containerd is not asked:
 oci:DIR[:NAME] reads an OCI image layout (NAME an index.json ref.name or a
 digest; without it, the layout's only image), REGISTRY/REPO:TAG or
 REGISTRY/REPO@DIGEST another registry. Repeat --from to read each blob from
-the first that holds it; the root is the first one's that resolves (a
-REGISTRY/REPO after it, naming no image, only lends blobs). The destination is
+the first that holds it; the root is the first one's that resolves, and
+when any --from names an image (NAME, TAG or DIGEST) only those choose it:
+the others (a layout's only image, a bare REGISTRY/REPO) lend blobs. A
+source that fails otherwise than by lacking the image stops the choice. The destination is
 REGISTRY/REPO only. --tag NAME binds NAME there to the root once the image
 is whole; a tag already naming another digest is refused (exit 1, naming
 it) before anything is pushed, unless --force-tag. With --tag no retention
