@@ -231,6 +231,30 @@ func TestHealFromTagFailureKeepsRoot(t *testing.T) {
 	}
 }
 
+// TestHealFromJSONOnHardError: a heal that fails outright (the registry
+// refuses the root manifest) still prints its result with -o json: what
+// was pushed before the failure.
+func TestHealFromJSONOnHardError(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	fx := sourcetest.NewFixture(t, 128)
+	dir := filepath.Join(t.TempDir(), "layout")
+	sourcetest.WriteLayout(t, dir, fx.Image, "v1")
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && r.URL.Path == "/v2/app/manifests/"+fx.Image.Desc.Digest.String() {
+			w.WriteHeader(http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	got, err := healFromJSON(t, reg, "--from", "oci:"+dir, reg.Host+"/app")
+	if exitOf(err) != exitError || !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("heal = %v (exit %d), want the refusal, exit 1", err, exitOf(err))
+	}
+	if got.Target.Root.Digest != fx.Image.Desc.Digest || got.Pushed != len(fx.Blobs())-1 {
+		t.Errorf("result: root %s, %d pushed; want %s with all but the root (%d) pushed", got.Target.Root.Digest, got.Pushed, fx.Image.Desc.Digest, len(fx.Blobs())-1)
+	}
+}
+
 // TestCheckFromListsMissing: check --from names the child the registry
 // lost, as healable, and writes nothing.
 func TestCheckFromListsMissing(t *testing.T) {

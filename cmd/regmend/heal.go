@@ -128,7 +128,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		if cmd.Bool("dry-run") {
 			plan, err := healer.Plan(ctx, t)
 			if err != nil {
-				return err
+				return out.fail(err)
 			}
 			out.plan(plan)
 			continue
@@ -141,7 +141,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		case errdefs.IsNotFound(err) && res != nil:
 			partial = errors.Join(partial, err)
 		case err != nil:
-			return err
+			return out.fail(err) // with the results so far, this one's too
 		}
 	}
 	if err := out.flush(); err != nil {

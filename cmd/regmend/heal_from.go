@@ -85,7 +85,7 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
 		}
-		return err
+		return out.fail(err)
 	}
 	var bound *heal.TagBinding
 	if tag != "" {
@@ -93,10 +93,7 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		if err != nil {
 			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
-			if ferr := out.flush(); ferr != nil {
-				return ferr
-			}
-			return err
+			return out.fail(err)
 		}
 		bound = &b
 	}
