@@ -320,6 +320,7 @@ func TestFromUsageErrors(t *testing.T) {
 		{[]string{"heal", "--from", spec, dest + "@sha256:" + strings.Repeat("a", 64)}, "--tag"},
 		{[]string{"check", "--from", spec, dest + ":v1"}, "--tag"},
 		{[]string{"check", "--from", spec, dest, dest}, "one destination"},
+		{[]string{"check", "--from", spec}, "one destination"},
 		{[]string{"heal", "--tag", "v1", dest + ":v1"}, "--tag goes with --from"},
 		{[]string{"heal", "--from", spec, "--force-tag", dest}, "--force-tag goes with --tag"},
 		{[]string{"heal", "--from", spec, "--tag", "-bad", dest}, `"-bad"`},
