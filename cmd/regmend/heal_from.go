@@ -48,15 +48,21 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		return &exitCode{code: exitUsage, err: err}
 	}
 	out := newPrinter(cmd)
+	force := cmd.Bool("force-tag")
 	if cmd.Bool("dry-run") {
 		plan, err := healer.Plan(ctx, t)
 		if err != nil {
 			return err
 		}
-		out.plan(plan)
+		var tp *tagPlan
+		if tag != "" {
+			if tp, err = previewTag(ctx, healer, t, tag, force); err != nil {
+				return err
+			}
+		}
+		out.planFrom(plan, tp)
 		return out.flush()
 	}
-	force := cmd.Bool("force-tag")
 	if tag != "" && !force {
 		// Refused before anything is written: a root pushed and then
 		// left untagged (retention is off for --tag) is the next GC's.
@@ -125,6 +131,49 @@ func rootPushed(res *heal.Result, t heal.Target) bool {
 		}
 	}
 	return false
+}
+
+// tagPlan is what a heal would do to --tag, as a dry run reports it:
+// Refused, when the tag names another digest and --force-tag is unset,
+// says so (Digest is then where it points).
+type tagPlan struct {
+	heal.TagBinding
+	Refused string `json:"refused,omitempty"`
+}
+
+// previewTag asks, reading only, what binding tag would do.
+func previewTag(ctx context.Context, h *heal.Healer, t heal.Target, tag string, force bool) (*tagPlan, error) {
+	b, err := h.PreviewTag(ctx, t, tag, force)
+	switch {
+	case errdefs.IsFailedPrecondition(err):
+		return &tagPlan{TagBinding: b, Refused: err.Error()}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &tagPlan{TagBinding: b}, nil
+}
+
+// planFrom prints a dry run's plan and what it would do to the tag.
+func (p *printer) planFrom(plan *heal.Plan, tp *tagPlan) {
+	if p.json {
+		p.items = append(p.items, planOutput{Target: plan.Target, DryRun: true, Nodes: plan.Nodes(), Tag: tp})
+		return
+	}
+	p.plan(plan)
+	if tp == nil {
+		return
+	}
+	name := plan.Target.Registry + "/" + plan.Target.Repository + ":" + tp.Tag
+	switch {
+	case tp.Refused != "":
+		fmt.Fprintf(p.w, "tag %s points at %s: would be refused (--force-tag moves it)\n", name, tp.Previous)
+	case tp.Unchanged:
+		fmt.Fprintf(p.w, "tag %s already points at %s: would be left unchanged\n", name, tp.Digest)
+	case tp.Moved:
+		fmt.Fprintf(p.w, "tag %s would be moved from %s to %s (--force-tag)\n", name, tp.Previous, tp.Digest)
+	default:
+		fmt.Fprintf(p.w, "tag %s would be bound to %s\n", name, tp.Digest)
+	}
 }
 
 // healFromOutput is a heal --from as -o json prints it: the heal's

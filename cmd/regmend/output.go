@@ -31,6 +31,7 @@ type planOutput struct {
 	Target heal.Target       `json:"target"`
 	DryRun bool              `json:"dryRun"`
 	Nodes  []heal.NodeResult `json:"nodes"`
+	Tag    *tagPlan          `json:"tag,omitempty"` // heal --from --tag (heal_from.go)
 }
 
 func (p *printer) plan(plan *heal.Plan) {
