@@ -3,6 +3,7 @@ package publish_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -37,6 +38,33 @@ func requireAuth(reg *imagetest.Registry, want, challenge string, token http.Han
 type keychain struct{ auth authn.Authenticator }
 
 func (k keychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.auth, nil }
+
+// failing is a keychain and an authenticator that cannot give credentials.
+type failing struct{ err error }
+
+func (f failing) Resolve(authn.Resource) (authn.Authenticator, error) { return nil, f.err }
+func (f failing) Authorization() (*authn.AuthConfig, error)           { return nil, f.err }
+
+// TestCredentialsFail: a keychain or authenticator that fails fails the
+// publish as unauthenticated, carrying its own error (a helper's message
+// says what to fix), before any request.
+func TestCredentialsFail(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	cause := errors.New("docker-credential-helper: no such helper")
+	ii := platformIndex(t, ociFormat, image(t, ociFormat, "amd64", 1))
+	for name, opt := range map[string]publish.Option{
+		"keychain":      publish.WithAuthFromKeychain(failing{cause}),
+		"authenticator": publish.WithAuth(failing{cause}),
+	} {
+		err := publish.WriteIndex(ref(t, reg, "app:v1"), ii, opt)
+		if !errdefs.IsUnauthorized(err) || !errors.Is(err, cause) || !strings.Contains(err.Error(), cause.Error()) {
+			t.Errorf("%s failing: %v, want unauthenticated wrapping %q", name, err, cause)
+		}
+	}
+	if got := reg.Log.All(); len(got) != 0 {
+		t.Errorf("failed credentials sent %v", got)
+	}
+}
 
 // TestCredentials: each kind of go-containerregistry credential reaches
 // the registry as it expects it, through containerd's authorizer (an

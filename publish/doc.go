@@ -30,7 +30,8 @@
 // the pushed index or image, wherever it pointed before, since that is what
 // a publisher asks for. The tag is put once the whole closure is in the
 // registry, so a root the registry lacked is untagged between its push by
-// digest and the tag's. A digest ref binds no tag of the publisher's; a
+// digest and the tag's; if the tag then cannot be put, the root gets
+// regmend's retention tag before the error is returned. A digest ref binds no tag of the publisher's; a
 // root the registry lacked then gets regmend's retention tag
 // (heal.RetentionTag), so the next GC of untagged manifests does not take
 // it at once.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/publish"
+	"github.com/regmend/regmend/resolver/heal"
 )
 
 // TestBadInput: what a caller got wrong is an invalid-argument error that
@@ -154,5 +155,32 @@ func TestRegistryUnreachable(t *testing.T) {
 	err = publish.WriteIndex(r, platformIndex(t, ociFormat, image(t, ociFormat, "amd64", 1)))
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("publish to a closed port: %v, want an error naming %s and the refused connection", err, addr)
+	}
+}
+
+// TestTagRefusedKeepsRoot: when the registry refuses the tag after the
+// root it lacked was pushed, the root's retention tag keeps it from the
+// next GC, and the error says so.
+func TestTagRefusedKeepsRoot(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && r.URL.Path == "/v2/app/manifests/v1" {
+			w.WriteHeader(http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	ii := platformIndex(t, ociFormat, image(t, ociFormat, "amd64", 1))
+	root := dig(t, ii)
+	err := publish.WriteIndex(ref(t, reg, "app:v1"), ii)
+	retention := heal.RetentionTag(root)
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), retention) {
+		t.Fatalf("publish with the tag refused: %v, want permission denied naming retention tag %s", err, retention)
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", retention); d != root {
+		t.Errorf("retention tag %s = %q, want the pushed root %s", retention, d, root)
+	}
+	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != "" {
+		t.Errorf("tag v1 = %s through a refused PUT", d)
 	}
 }

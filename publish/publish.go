@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/containerd/errdefs"
@@ -82,7 +83,8 @@ func write(ref name.Reference, s *store, root ocispec.Descriptor, opts []Option)
 		return fmt.Errorf("publish %s: %w", ref, err)
 	}
 	t := heal.Target{Registry: ref.Context().RegistryStr(), Repository: ref.Context().RepositoryStr(), Root: root}
-	if _, err := h.Heal(o.ctx, t); err != nil {
+	res, err := h.Heal(o.ctx, t)
+	if err != nil {
 		return fmt.Errorf("publish %s: %w", ref, err)
 	}
 	if tag == "" {
@@ -91,7 +93,17 @@ func write(ref name.Reference, s *store, root ocispec.Descriptor, opts []Option)
 	// A publish moves its tag: that is the publisher's intent, as with
 	// remote.WriteIndex.
 	if _, err := h.BindTag(o.ctx, t, tag, true); err != nil {
-		return fmt.Errorf("publish %s: tag %s: %w", ref, tag, err)
+		err = fmt.Errorf("publish %s: tag %s: %w", ref, tag, err)
+		if !res.RootWasMissing {
+			return err
+		}
+		// The root was pushed for the tag, which is not bound: the
+		// retention tag keeps it from the next GC instead.
+		rt := heal.RetentionTag(root.Digest)
+		if _, rerr := h.BindTag(o.ctx, t, rt, false); rerr != nil {
+			return errors.Join(err, fmt.Errorf("publish %s: root %s pushed untagged: %w", ref, root.Digest, rerr))
+		}
+		return fmt.Errorf("%w; retention tag %s bound so the next garbage collection keeps %s", err, rt, root.Digest)
 	}
 	return nil
 }

@@ -63,12 +63,12 @@ func authorizer(repo name.Repository, o *options, client *http.Client) (docker.A
 	if o.keychain != nil {
 		var err error
 		if auth, err = o.keychain.Resolve(repo); err != nil {
-			return nil, fmt.Errorf("credentials for %s from the keychain: %w", repo.RegistryStr(), errdefs.ErrUnauthenticated)
+			return nil, fmt.Errorf("credentials for %s from the keychain: %w: %w", repo.RegistryStr(), err, errdefs.ErrUnauthenticated)
 		}
 	}
 	cfg, err := authn.Authorization(o.ctx, auth)
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), errdefs.ErrUnauthenticated)
+		return nil, fmt.Errorf("credentials for %s: %w: %w", repo.RegistryStr(), err, errdefs.ErrUnauthenticated)
 	}
 	if cfg.RegistryToken != "" {
 		return bearer{host: repo.RegistryStr(), token: cfg.RegistryToken}, nil

@@ -73,25 +73,33 @@ func (l *ListSource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ctr
 	return nil, fmt.Errorf("%s in none of %s: %w", desc.Digest, l, errdefs.ErrNotFound)
 }
 
-// Resolve returns the first source's answer that is not a failure. When
-// none resolves ref, a failure other than absence is returned first; else
-// the absence, naming every source's answer.
+// Resolve returns the first source's answer. A source that lacks ref
+// (errdefs.ErrNotFound) or resolves no ref of that form
+// (errdefs.ErrInvalidArgument: containerd with no image records, asked a
+// name) passes to the next; any other failure stops the search, so a
+// registry down never silently hands the choice of root to a later
+// source. When none resolves ref, the error names every source's answer:
+// not found when one looked, else invalid argument.
 func (l *ListSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
-	var failed error
-	var absent []string
+	var (
+		answers []string
+		absent  bool
+	)
 	for _, s := range l.sources {
 		desc, err := s.Resolve(ctx, ref)
 		switch {
 		case err == nil:
 			return desc, nil
 		case errdefs.IsNotFound(err):
-			absent = append(absent, err.Error())
-		case failed == nil:
-			failed = fmt.Errorf("%s: %w", s, err)
+			absent = true
+		case errdefs.IsInvalidArgument(err):
+		default:
+			return ocispec.Descriptor{}, fmt.Errorf("%s: %w", s, err)
 		}
+		answers = append(answers, err.Error())
 	}
-	if failed != nil {
-		return ocispec.Descriptor{}, failed
+	if !absent {
+		return ocispec.Descriptor{}, fmt.Errorf("%q resolves in none of %s (%s): %w", ref, l, strings.Join(answers, "; "), errdefs.ErrInvalidArgument)
 	}
-	return ocispec.Descriptor{}, fmt.Errorf("%q in none of %s (%s): %w", ref, l, strings.Join(absent, "; "), errdefs.ErrNotFound)
+	return ocispec.Descriptor{}, fmt.Errorf("%q in none of %s (%s): %w", ref, l, strings.Join(answers, "; "), errdefs.ErrNotFound)
 }

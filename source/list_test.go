@@ -16,8 +16,9 @@ import (
 
 // TestListKeepsFailures: a source that fails (a registry answering 500)
 // does not hide content a later source holds, and is what the list
-// reports for content no source holds, not absence; a source that answers
-// first leaves the later ones unasked.
+// reports for content no source holds, not absence; it stops Resolve (the
+// root is never a later source's by default); a source that answers first
+// leaves the later ones unasked.
 func TestListKeepsFailures(t *testing.T) {
 	f := sourcetest.NewFixture(t, 1024)
 	reg, broken := registrySource(t, f)
@@ -46,8 +47,10 @@ func TestListKeepsFailures(t *testing.T) {
 	if err != nil || string(b) != string(layer.Data) {
 		t.Errorf("ReaderAt past a failing source: %d bytes, %v", len(b), err)
 	}
-	if d, err := l.Resolve(ctx, f.Name); err != nil || d.Digest != f.Image.Desc.Digest {
-		t.Errorf("Resolve past a failing source = %s, %v", d.Digest, err)
+	// The root is not left to whichever source answers: a failing
+	// source stops Resolve, though a later one holds the name.
+	if d, err := l.Resolve(ctx, f.Name); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), broken.String()) {
+		t.Errorf("Resolve with the first source failing = %s, %v; want its failure (unavailable)", d.Digest, err)
 	}
 	absent := digest.FromString("absent")
 	_, err = l.Info(ctx, absent)
@@ -62,6 +65,9 @@ func TestListKeepsFailures(t *testing.T) {
 	l = source.List(layout, broken)
 	if _, err := l.Info(ctx, layer.Desc.Digest); err != nil {
 		t.Fatal(err)
+	}
+	if d, err := l.Resolve(ctx, f.Name); err != nil || d.Digest != f.Image.Desc.Digest {
+		t.Errorf("Resolve before a failing source = %s, %v; want the first source's root", d.Digest, err)
 	}
 	if broken.Requests() != before {
 		t.Errorf("a later source was asked for a blob the first holds")

@@ -104,7 +104,8 @@ func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descr
 	}
 	var desc ocispec.Descriptor
 	d, err := digest.Parse(ref)
-	if err != nil {
+	byDigest := err == nil
+	if !byDigest {
 		desc, err = r.sess.Resolve(ctx, ref)
 	} else {
 		desc, err = r.sess.Stat(ctx, d)
@@ -117,11 +118,17 @@ func (r *RegistrySource) Resolve(ctx context.Context, ref string) (ocispec.Descr
 	doc := desc
 	doc.MediaType = ocispec.MediaTypeImageManifest // any manifest type: ReaderAt asks manifests/
 	b, err := content.ReadDocument(ctx, r, doc)
-	if err != nil {
+	switch {
+	case byDigest && errdefs.IsNotFound(err):
+		// Stat found the digest, the manifests endpoint does not: a blob.
 		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %v: %w", ref, r, err, errdefs.ErrInvalidArgument)
+	case err != nil:
+		// The registry failing (5xx, 401, a cancel) is not the caller's
+		// mistake: its class is kept.
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: reading it to learn its type: %w", ref, r, err)
 	}
 	if desc.MediaType, err = content.MediaTypeOf(b, desc.Digest); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("%s in %s: %w", ref, r, err)
+		return ocispec.Descriptor{}, fmt.Errorf("%s in %s is not a manifest or index: %w", ref, r, err) // MediaTypeOf classifies
 	}
 	return desc, nil
 }
@@ -173,9 +180,12 @@ func (r *RegistrySource) ReaderAt(ctx context.Context, desc ocispec.Descriptor) 
 // again from where it ended without a byte more coming; maxReopens bounds
 // them over the whole blob, so a registry that drops every connection
 // after a little cannot turn one read into thousands of GETs.
+// maxEmptyReads is how many reads in a row may return nothing and no
+// error before the body counts as stuck (bufio's limit).
 const (
-	maxResumes = 3
-	maxReopens = 16
+	maxResumes    = 3
+	maxReopens    = 16
+	maxEmptyReads = 100
 )
 
 // remoteReaderAt serves ReadAt from one open answer of the registry.
@@ -205,7 +215,8 @@ func (r *remoteReaderAt) Close() error {
 
 // ReadAt fills p from off, or returns io.EOF at the blob's end. A body
 // that breaks off (the connection dropped, a stall) is opened again from
-// where it ended, maxResumes times without progress; a registry whose
+// where it ended, maxResumes times without progress (a body answering
+// nothing maxEmptyReads times in a row broke off too); a registry whose
 // answers keep ending early served less than it announced: that is
 // errdefs.ErrDataLoss, never retried as a dropped connection.
 func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
@@ -222,7 +233,7 @@ func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		r.body.Close()
 		r.body = nil
 	}
-	n, stuck := 0, 0
+	n, stuck, empty := 0, 0, 0
 	for n < len(want) {
 		if r.body == nil {
 			body, err := r.open(r.ctx, off+int64(n))
@@ -235,11 +246,19 @@ func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		n += m
 		r.pos += int64(m)
 		if m > 0 {
-			stuck = 0
+			stuck, empty = 0, 0
+		}
+		if err == nil && m == 0 {
+			// A body that keeps answering nothing, not even an error,
+			// would spin here: it broke off as surely as one that ended.
+			if empty++; empty >= maxEmptyReads {
+				err = io.ErrNoProgress
+			}
 		}
 		if err == nil {
 			continue
 		}
+		empty = 0
 		r.body.Close()
 		r.body = nil
 		if n == len(want) {
@@ -249,10 +268,12 @@ func (r *remoteReaderAt) ReadAt(p []byte, off int64) (int, error) {
 			return n, ctxErr
 		}
 		if r.reopens++; r.reopens > maxReopens {
-			return n, fmt.Errorf("blob %s from %s: the registry's answer broke off %d times, last at byte %d of %d: %w", r.desc.Digest, r.name, r.reopens, r.pos, r.desc.Size, err)
+			// Not err itself: a plain io.EOF in the chain would read as
+			// the blob's clean end.
+			return n, fmt.Errorf("blob %s from %s: the registry's answer broke off %d times, last at byte %d of %d: %v: %w: %w", r.desc.Digest, r.name, r.reopens, r.pos, r.desc.Size, err, io.ErrUnexpectedEOF, errdefs.ErrDataLoss)
 		}
 		if stuck++; stuck > maxResumes {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrNoProgress) {
 				return n, fmt.Errorf("blob %s from %s: the registry's answers end at byte %d of its %d: %v: %w", r.desc.Digest, r.name, r.pos, r.desc.Size, err, errdefs.ErrDataLoss)
 			}
 			return n, fmt.Errorf("blob %s from %s: reading at byte %d: %w", r.desc.Digest, r.name, r.pos, err)

@@ -282,9 +282,22 @@ func kindOf(f *sourcetest.Fixture, d digest.Digest) string {
 func TestRegistrySourceSniffsMediaType(t *testing.T) {
 	f := sourcetest.NewFixture(t, 1024)
 	reg, src := registrySource(t, f)
-	// HEADs are answered from the registry's own GET, without its
-	// Content-Type.
-	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetFault(noContentType(reg))
+	ctx := sourcetest.Context(t)
+	for _, ref := range []string{f.Name, f.Image.Desc.Digest.String()} {
+		if d, err := src.Resolve(ctx, ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex || d.Size != f.Image.Desc.Size {
+			t.Errorf("Resolve(%q) = %q %d, %v; want the index", ref, d.MediaType, d.Size, err)
+		}
+	}
+	if _, err := src.Resolve(ctx, f.Layer().Desc.Digest.String()); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
+	}
+}
+
+// noContentType answers HEADs from the registry's own GET, without its
+// Content-Type, so Resolve must read the document to learn its type.
+func noContentType(reg *imagetest.Registry) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodHead || r.Header.Get("X-Inner") != "" {
 			return false
 		}
@@ -306,54 +319,28 @@ func TestRegistrySourceSniffsMediaType(t *testing.T) {
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		w.WriteHeader(resp.StatusCode)
 		return true
-	})
-	ctx := sourcetest.Context(t)
-	for _, ref := range []string{f.Name, f.Image.Desc.Digest.String()} {
-		if d, err := src.Resolve(ctx, ref); err != nil || d.MediaType != ocispec.MediaTypeImageIndex || d.Size != f.Image.Desc.Size {
-			t.Errorf("Resolve(%q) = %q %d, %v; want the index", ref, d.MediaType, d.Size, err)
-		}
-	}
-	if _, err := src.Resolve(ctx, f.Layer().Desc.Digest.String()); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Resolve(layer) = %v, want invalid argument", err)
 	}
 }
 
-// TestRegistrySourceBoundsReopens: a registry that breaks off every answer
-// after 1 KiB makes progress each time, but a blob is opened again at most
-// 16 times per read of it: the heal fails, having sent a bounded number of
-// GETs, and the destination lacks the blob.
-func TestRegistrySourceBoundsReopens(t *testing.T) {
-	f := sourcetest.NewFixture(t, 256<<10)
-	layer := f.Layer()
+// TestRegistrySourceResolveReadFails: a registry whose HEAD names no type
+// and whose GET of the document then answers 503 fails Resolve as the
+// registry's failure, not as the caller's bad argument (exit 2, "usage").
+func TestRegistrySourceResolveReadFails(t *testing.T) {
+	f := sourcetest.NewFixture(t, 1024)
 	reg, src := registrySource(t, f)
+	sniff := noContentType(reg)
 	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/"+layer.Desc.Digest.String()) {
-			return false
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") && r.Header.Get("X-Inner") == "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
 		}
-		start := 0
-		if rg, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes="); ok {
-			a, _, _ := strings.Cut(rg, "-")
-			start, _ = strconv.Atoi(a)
-			w.Header().Set("Content-Range", "bytes "+a+"-"+strconv.Itoa(len(layer.Data)-1)+"/"+strconv.Itoa(len(layer.Data)))
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(layer.Data)-start))
-		if start > 0 {
-			w.WriteHeader(http.StatusPartialContent)
-		}
-		w.Write(layer.Data[start:min(start+1024, len(layer.Data))])
-		return true
+		return sniff(w, r)
 	})
-	dst := sourcetest.NewDestination(t, src)
-	if _, err := dst.Heal(t, "app", f); err == nil || !strings.Contains(err.Error(), layer.Desc.Digest.String()) {
-		t.Fatalf("heal: %v, want a failure naming %s", err, layer.Desc.Digest)
+	_, err := src.Resolve(sourcetest.Context(t), f.Name)
+	if errdefs.IsInvalidArgument(err) || !errdefs.IsUnavailable(err) {
+		t.Fatalf("Resolve with the GET answering 503 = %v, want the registry's 503, not invalid argument", err)
 	}
-	if dst.Holds(t, "app", f, layer) {
-		t.Error("the destination holds a blob read in pieces that never came whole")
-	}
-	// 4 tries of the upload, each reading at most 1+16 answers.
-	n := gets(reg)[layer.Desc.Digest.String()]
-	t.Logf("%d GETs of the layer", n)
-	if n > 4*17 {
-		t.Errorf("%d GETs of the layer, want at most %d", n, 4*17)
+	if !strings.Contains(err.Error(), f.Name) {
+		t.Errorf("error %q does not name %s", err, f.Name)
 	}
 }

@@ -84,14 +84,15 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 			return &exitCode{code: exitUsage, err: err}
 		}
 	}
+	// --from first: with no destination it needs one, not --registry.
+	if len(from) > 0 && cmd.NArg() != 1 {
+		return usageError("check --from takes one destination REGISTRY/REPO, got %d", cmd.NArg())
+	}
 	if cmd.NArg() == 0 && len(regs) == 0 {
 		return usageError("check without an image reference checks every image of the registries named by --registry: name at least one (e.g. --registry edge:5000)")
 	}
 	parse := parseRef
 	if len(from) > 0 {
-		if cmd.NArg() != 1 {
-			return usageError("check --from takes one destination REGISTRY/REPO, got %d", cmd.NArg())
-		}
 		parse = parseDest
 	}
 	var refs []imageRef

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -15,7 +16,7 @@ import (
 
 // fromFlag is --from, shared by heal and check.
 func fromFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: "from", Usage: "read the image from `SPEC` instead of containerd: an OCI image layout or another registry (" + source.Forms + "); repeatable: each blob from the first that holds it, the root from the first that resolves"}
+	return &cli.StringSliceFlag{Name: "from", Usage: "read the image from `SPEC` instead of containerd: an OCI image layout or another registry (" + source.Forms + "); repeatable: each blob from the first that holds it, the root from the first that resolves, among those naming an image when any does"}
 }
 
 // tagFlags are heal's --tag and --force-tag.
@@ -79,12 +80,19 @@ func (f *fromSources) store() source.Source {
 func (f *fromSources) String() string { return strings.Join(f.specs, ", ") }
 
 // target resolves the root in dest: what the first source that holds its
-// own name resolves it to. A source that fails otherwise than by not
-// holding it stops the search, so a registry down never silently hands
-// the choice of root to the next source.
+// own name resolves it to. When any --from names an image (NAME, TAG or
+// DIGEST), only those may choose the root; the rest lend blobs, so
+// `--from oci:a --from oci:b:v1` heals b's v1, not a's only image. A
+// source that fails otherwise than by not holding it stops the search, so
+// a registry down never silently hands the choice of root to the next
+// source (source.List.Resolve stops likewise).
 func (f *fromSources) target(ctx context.Context, dest imageRef) (heal.Target, error) {
+	named := slices.ContainsFunc(f.refs, func(r string) bool { return r != "" })
 	var absent []string
 	for i, s := range f.srcs {
+		if named && f.refs[i] == "" {
+			continue // lends blobs only
+		}
 		root, err := s.Resolve(ctx, f.refs[i])
 		switch {
 		case err == nil:

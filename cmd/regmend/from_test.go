@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regmend/regmend/internal/imagetest"
@@ -107,89 +107,6 @@ func healFromJSON(t *testing.T, reg *imagetest.Registry, args ...string) (healJS
 	return got[0], err
 }
 
-// TestHealFromBindsTag: an image the registry never held is pushed whole
-// from a layout and --tag binds it, with no retention tag; again, the tag
-// is left as it is.
-func TestHealFromBindsTag(t *testing.T) {
-	reg := imagetest.NewRegistry(t)
-	fx := sourcetest.NewFixture(t, 128)
-	img := fx.Image
-	dir := filepath.Join(t.TempDir(), "layout")
-	sourcetest.WriteLayout(t, dir, img, "v1")
-	dest := reg.Host + "/app"
-
-	got, err := healFromJSON(t, reg, "--from", "oci:"+dir, "--tag", "v2", dest)
-	if err != nil {
-		t.Fatalf("heal: %v", err)
-	}
-	if want := (heal.TagBinding{Tag: "v2", Digest: img.Desc.Digest}); got.Tag == nil || *got.Tag != want {
-		t.Errorf("tag = %+v, want %+v", got.Tag, want)
-	}
-	if got.Pushed != len(fx.Blobs()) || len(got.From) != 1 || got.From[0] != "oci:"+dir {
-		t.Errorf("pushed %d from %v, want the whole image from oci:%s", got.Pushed, got.From, dir)
-	}
-	if d := imagetest.TagDigest(t, reg.Base, "app", "v2"); d != img.Desc.Digest {
-		t.Errorf("tag v2 = %q, want %s", d, img.Desc.Digest)
-	}
-	retention := heal.RetentionTag(img.Desc.Digest)
-	if len(got.RetentionTags) != 0 || imagetest.TagDigest(t, reg.Base, "app", retention) != "" {
-		t.Errorf("retention tags %v (%s bound: %v); want none with --tag", got.RetentionTags, retention, imagetest.TagDigest(t, reg.Base, "app", retention) != "")
-	}
-
-	reg.Log.Reset()
-	got, err = healFromJSON(t, reg, "--from", "oci:"+dir, "--tag", "v2", dest)
-	if err != nil {
-		t.Fatalf("heal again: %v", err)
-	}
-	if want := (heal.TagBinding{Tag: "v2", Digest: img.Desc.Digest, Previous: img.Desc.Digest, Unchanged: true}); got.Tag == nil || *got.Tag != want {
-		t.Errorf("tag = %+v, want %+v", got.Tag, want)
-	}
-	if w := reg.Log.Writes(); len(w) != 0 {
-		t.Errorf("second heal wrote %v, want nothing", w)
-	}
-}
-
-// TestHealFromTagRefusesToMove: a tag naming another image is refused,
-// naming where it points and --force-tag, and stays; --force-tag moves it
-// and says from where.
-func TestHealFromTagRefusesToMove(t *testing.T) {
-	reg := imagetest.NewRegistry(t)
-	old := sourcetest.NewFixture(t, 64).Image
-	imagetest.Push(t, reg.Base, "app", "v1", old)
-	img := sourcetest.NewFixture(t, 128).Image
-	dir := filepath.Join(t.TempDir(), "layout")
-	sourcetest.WriteLayout(t, dir, img, "v1")
-	spec, dest := "oci:"+dir+":v1", reg.Host+"/app"
-
-	out, err := runCLI(t, reg, "heal", "--from", spec, "--tag", "v1", dest)
-	if exitOf(err) != exitError || !errdefs.IsFailedPrecondition(err) {
-		t.Fatalf("heal = %v (exit %d), want a refusal, exit 1\n%s", err, exitOf(err), out)
-	}
-	for _, s := range []string{old.Desc.Digest.String(), "--force-tag", ":v1"} {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q does not name %s", err, s)
-		}
-	}
-	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != old.Desc.Digest {
-		t.Fatalf("tag v1 = %s, want it left on %s", d, old.Desc.Digest)
-	}
-	if !strings.Contains(out, "healed "+dest+"@"+img.Desc.Digest.String()) {
-		t.Errorf("output does not report the heal before the refusal:\n%s", out)
-	}
-
-	out, err = runCLI(t, reg, "heal", "--from", spec, "--tag", "v1", "--force-tag", dest)
-	if err != nil {
-		t.Fatalf("heal --force-tag: %v\n%s", err, out)
-	}
-	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != img.Desc.Digest {
-		t.Errorf("tag v1 = %s, want it moved to %s", d, img.Desc.Digest)
-	}
-	want := "tag " + dest + ":v1 moved from " + old.Desc.Digest.String() + " to " + img.Desc.Digest.String()
-	if !strings.Contains(out, want) {
-		t.Errorf("output lacks %q:\n%s", want, out)
-	}
-}
-
 // TestCheckFromListsMissing: check --from names the child the registry
 // lost, as healable, and writes nothing.
 func TestCheckFromListsMissing(t *testing.T) {
@@ -255,6 +172,7 @@ func TestFromUsageErrors(t *testing.T) {
 		{[]string{"heal", "--from", spec, dest + "@sha256:" + strings.Repeat("a", 64)}, "--tag"},
 		{[]string{"check", "--from", spec, dest + ":v1"}, "--tag"},
 		{[]string{"check", "--from", spec, dest, dest}, "one destination"},
+		{[]string{"check", "--from", spec}, "one destination"},
 		{[]string{"heal", "--tag", "v1", dest + ":v1"}, "--tag goes with --from"},
 		{[]string{"heal", "--from", spec, "--force-tag", dest}, "--force-tag goes with --tag"},
 		{[]string{"heal", "--from", spec, "--tag", "-bad", dest}, `"-bad"`},
@@ -302,6 +220,44 @@ func TestHealFromSeveralSources(t *testing.T) {
 	assertWhole(t, reg, "app", fx)
 	if d := imagetest.TagDigest(t, reg.Base, "app", "v1"); d != img.Desc.Digest {
 		t.Errorf("tag v1 = %q, want the first layout's root %s", d, img.Desc.Digest)
+	}
+}
+
+// TestHealFromNamedSourceChoosesRoot: when one --from names an image, a
+// layout named by no reference only lends blobs: its only image is not the
+// root. A source that fails (credentials refused) stops the choice of root
+// rather than handing it to the next source: exit 1, nothing written.
+func TestHealFromNamedSourceChoosesRoot(t *testing.T) {
+	reg, up := imagetest.NewRegistry(t), imagetest.NewRegistry(t)
+	other, want := sourcetest.NewFixture(t, 64).Image, sourcetest.NewFixture(t, 128).Image
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	sourcetest.WriteLayout(t, a, other, "")
+	sourcetest.WriteLayout(t, b, want, "v1")
+	dest := reg.Host + "/app"
+
+	got, err := healFromJSON(t, reg, "--from", "oci:"+a, "--from", "oci:"+b+":v1", dest)
+	if err != nil {
+		t.Fatalf("heal: %v", err)
+	}
+	if got.Target.Root.Digest != want.Desc.Digest {
+		t.Errorf("root = %s, want b's v1 %s, not a's only image %s", got.Target.Root.Digest, want.Desc.Digest, other.Desc.Digest)
+	}
+	if imagetest.Has(t, reg.Base, "app", "manifests", other.Desc.Digest.String()) {
+		t.Errorf("a's image %s was pushed", other.Desc.Digest)
+	}
+
+	imagetest.WriteHostsTOML(t, reg.HostsDir, up.Host, fmt.Sprintf("server = %q\n", up.Base))
+	up.SetFault(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+	reg.Log.Reset()
+	out, err := runCLI(t, reg, "heal", "--from", up.Host+"/app:v2", "--from", "oci:"+b+":v1", reg.Host+"/other")
+	if exitOf(err) != exitError || !strings.Contains(err.Error(), up.Host+"/app:v2") {
+		t.Errorf("heal with the first source refusing = %v (exit %d), want exit 1 naming it\n%s", err, exitOf(err), out)
+	}
+	if w := reg.Log.Writes(); len(w) != 0 {
+		t.Errorf("the root was chosen past a failing source: writes %v", w)
 	}
 }
 

@@ -29,12 +29,15 @@ With --from SPEC, the image is what SPEC names and containerd is not asked:
 oci:DIR[:NAME] reads an OCI image layout (NAME an index.json ref.name or a
 digest; without it, the layout's only image), REGISTRY/REPO:TAG or
 REGISTRY/REPO@DIGEST another registry. Repeat --from to read each blob from
-the first that holds it; the root is the first one's that resolves (a
-REGISTRY/REPO after it, naming no image, only lends blobs). The destination is
+the first that holds it; the root is the first one's that resolves, and
+when any --from names an image (NAME, TAG or DIGEST) only those choose it:
+the others (a layout's only image, a bare REGISTRY/REPO) lend blobs. A
+source that fails otherwise than by lacking the image stops the choice. The destination is
 REGISTRY/REPO only. --tag NAME binds NAME there to the root once the image
 is whole; a tag already naming another digest is refused (exit 1, naming
-it) unless --force-tag. With --tag no retention tag is bound (the tag keeps
-the root) unless --retain is given.
+it) before anything is pushed, unless --force-tag. With --tag no retention
+tag is bound (the tag keeps the root) unless --retain is given, or the tag
+could not be bound after the root was pushed: then the retention tag keeps it.
 
 With --deny-file, what the file names is never pushed: a denied reference
 or root is refused (exit 1, naming the entry), a denied node of an allowed
@@ -125,7 +128,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		if cmd.Bool("dry-run") {
 			plan, err := healer.Plan(ctx, t)
 			if err != nil {
-				return err
+				return out.fail(err)
 			}
 			out.plan(plan)
 			continue
@@ -138,7 +141,7 @@ func runHeal(ctx context.Context, cmd *cli.Command) error {
 		case errdefs.IsNotFound(err) && res != nil:
 			partial = errors.Join(partial, err)
 		case err != nil:
-			return err
+			return out.fail(err) // with the results so far, this one's too
 		}
 	}
 	if err := out.flush(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containerd/errdefs"
@@ -47,18 +48,36 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		return &exitCode{code: exitUsage, err: err}
 	}
 	out := newPrinter(cmd)
+	force := cmd.Bool("force-tag")
 	if cmd.Bool("dry-run") {
 		plan, err := healer.Plan(ctx, t)
 		if err != nil {
 			return err
 		}
-		out.plan(plan)
+		var tp *tagPlan
+		if tag != "" {
+			if tp, err = previewTag(ctx, healer, t, tag, force); err != nil {
+				return err
+			}
+		}
+		out.planFrom(plan, tp)
 		return out.flush()
 	}
+	if tag != "" && !force {
+		// Refused before anything is written: a root pushed and then
+		// left untagged (retention is off for --tag) is the next GC's.
+		if _, err := healer.PreviewTag(ctx, t, tag, false); err != nil {
+			return err
+		}
+	}
+	// With --tag and no --retain, the user's tag was to keep the root:
+	// whenever it is not bound, a retention tag must.
+	keep := tag != "" && !cmd.IsSet("retain")
 	res, err := healer.Heal(ctx, t)
 	switch {
 	case errdefs.IsNotFound(err) && res != nil:
 		// A tag would name an image dest does not hold whole.
+		err = keepRoot(ctx, healer, t, res, keep, err)
 		out.healedFrom(res, srcs, nil)
 		if ferr := out.flush(); ferr != nil {
 			return ferr
@@ -69,24 +88,92 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 		return &exitCode{code: exitDamaged, err: fmt.Errorf("partly healed: %w", err)}
 	case err != nil:
 		if res != nil {
+			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
 		}
-		return err
+		return out.fail(err)
 	}
 	var bound *heal.TagBinding
 	if tag != "" {
-		b, err := healer.BindTag(ctx, t, tag, cmd.Bool("force-tag"))
+		b, err := healer.BindTag(ctx, t, tag, force)
 		if err != nil {
+			err = keepRoot(ctx, healer, t, res, keep, err)
 			out.healedFrom(res, srcs, nil)
-			if ferr := out.flush(); ferr != nil {
-				return ferr
-			}
-			return err
+			return out.fail(err)
 		}
 		bound = &b
 	}
 	out.healedFrom(res, srcs, bound)
 	return out.flush()
+}
+
+// keepRoot binds the root's retention tag when keep is set and this heal
+// pushed the root (the registry lacked it) but the user's tag was not
+// bound (cause says why), so the next garbage collection keeps it. It
+// returns cause, saying what was bound or that binding failed too.
+func keepRoot(ctx context.Context, h *heal.Healer, t heal.Target, res *heal.Result, keep bool, cause error) error {
+	if !keep || len(res.RetentionTags) > 0 || !rootPushed(res, t) {
+		return cause
+	}
+	rt := heal.RetentionTag(t.Root.Digest)
+	if _, err := h.BindTag(ctx, t, rt, false); err != nil {
+		return errors.Join(cause, fmt.Errorf("the root %s was pushed untagged and the next garbage collection may delete it: %w", t.Root.Digest, err))
+	}
+	res.RetentionTags = append(res.RetentionTags, rt)
+	return fmt.Errorf("%w; retention tag %s bound instead, so the next garbage collection keeps the root %s", cause, rt, t.Root.Digest)
+}
+
+// rootPushed reports whether the heal pushed t's root.
+func rootPushed(res *heal.Result, t heal.Target) bool {
+	for _, n := range res.Nodes {
+		if n.Digest == t.Root.Digest {
+			return n.Status == heal.StatusPushed
+		}
+	}
+	return false
+}
+
+// tagPlan is what a heal would do to --tag, as a dry run reports it:
+// Refused, when the tag names another digest and --force-tag is unset,
+// says so (Digest is then where it points).
+type tagPlan struct {
+	heal.TagBinding
+	Refused string `json:"refused,omitempty"`
+}
+
+// previewTag asks, reading only, what binding tag would do.
+func previewTag(ctx context.Context, h *heal.Healer, t heal.Target, tag string, force bool) (*tagPlan, error) {
+	b, err := h.PreviewTag(ctx, t, tag, force)
+	switch {
+	case errdefs.IsFailedPrecondition(err):
+		return &tagPlan{TagBinding: b, Refused: err.Error()}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &tagPlan{TagBinding: b}, nil
+}
+
+// planFrom prints a dry run's plan and what it would do to the tag.
+func (p *printer) planFrom(plan *heal.Plan, tp *tagPlan) {
+	if p.json {
+		p.items = append(p.items, planOutput{Target: plan.Target, DryRun: true, Nodes: plan.Nodes(), Tag: tp})
+		return
+	}
+	p.plan(plan)
+	if tp == nil {
+		return
+	}
+	name := plan.Target.Registry + "/" + plan.Target.Repository + ":" + tp.Tag
+	switch {
+	case tp.Refused != "":
+		fmt.Fprintf(p.w, "tag %s points at %s: would be refused (--force-tag moves it)\n", name, tp.Previous)
+	case tp.Unchanged:
+		fmt.Fprintf(p.w, "tag %s already points at %s: would be left unchanged\n", name, tp.Digest)
+	case tp.Moved:
+		fmt.Fprintf(p.w, "tag %s would be moved from %s to %s (--force-tag)\n", name, tp.Previous, tp.Digest)
+	default:
+		fmt.Fprintf(p.w, "tag %s would be bound to %s\n", name, tp.Digest)
+	}
 }
 
 // healFromOutput is a heal --from as -o json prints it: the heal's

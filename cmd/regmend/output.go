@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -30,6 +31,7 @@ type planOutput struct {
 	Target heal.Target       `json:"target"`
 	DryRun bool              `json:"dryRun"`
 	Nodes  []heal.NodeResult `json:"nodes"`
+	Tag    *tagPlan          `json:"tag,omitempty"` // heal --from --tag (heal_from.go)
 }
 
 func (p *printer) plan(plan *heal.Plan) {
@@ -74,6 +76,19 @@ func (p *printer) nodes(nodes []heal.NodeResult) {
 			platform(n.Platform), yesNo(n.Local), n.Reason)
 	}
 	tw.Flush()
+}
+
+// fail returns err once what was collected is written: a script reading
+// -o json still gets the results of a run that failed (what was pushed
+// before the failure). With nothing collected nothing is written.
+func (p *printer) fail(err error) error {
+	if len(p.items) == 0 {
+		return err
+	}
+	if ferr := p.flush(); ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	return err
 }
 
 // flush writes collected JSON as one array.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -65,7 +67,7 @@ func healStore(ctx context.Context, cfg Config, node content.Store, remote *regi
 		if ref != "" {
 			return nil, fmt.Errorf("sources[%d] %q names %q in it: a source is read by digest, name no image: %w", i, spec, ref, errdefs.ErrInvalidArgument)
 		}
-		srcs = append(srcs, lastResort{src})
+		srcs = append(srcs, newLastResort(src))
 	}
 	return source.List(srcs...), nil
 }
@@ -73,14 +75,56 @@ func healStore(ctx context.Context, cfg Config, node content.Store, remote *regi
 // lastResort is a configured source as the daemon's heals read it: one
 // that fails to answer (an upstream down) counts as not holding the blob,
 // so a heal does what it would without the source (push what the node
-// holds; the next sweep tries again) instead of failing whole.
-type lastResort struct{ source.Source }
+// holds; the next sweep tries again) instead of failing whole. After a
+// failure the source is skipped for sourceDownFor, logged once, so a heal
+// of many nodes does not wait out the registry client's backoff for each
+// of them. A cancelled heal's error is its own, passed on unchanged.
+type lastResort struct {
+	source.Source
+	now func() time.Time
 
-func (l lastResort) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
-	info, err := l.Source.Info(ctx, dgst)
-	if err != nil && !errdefs.IsNotFound(err) {
-		log.G(ctx).WithError(err).WithField("source", l.String()).WithField("digest", dgst).Warn("heal source did not answer; healing on without it")
-		return info, fmt.Errorf("%w (taken as absent: %w)", err, errdefs.ErrNotFound)
+	mu    sync.Mutex
+	until time.Time // skipped until then
+}
+
+// sourceDownFor is how long a failed source is skipped.
+const sourceDownFor = 30 * time.Second
+
+func newLastResort(src source.Source) *lastResort {
+	return &lastResort{Source: src, now: time.Now}
+}
+
+func (l *lastResort) Info(ctx context.Context, dgst digest.Digest) (ctrcontent.Info, error) {
+	if until, down := l.down(); down {
+		return ctrcontent.Info{}, fmt.Errorf("heal source %s skipped until %s after it failed: %w", l, until.Format(time.RFC3339), errdefs.ErrNotFound)
 	}
-	return info, err
+	info, err := l.Source.Info(ctx, dgst)
+	if err == nil || errdefs.IsNotFound(err) || ctx.Err() != nil {
+		return info, err
+	}
+	if until, first := l.markDown(); first {
+		log.G(ctx).WithError(err).WithField("source", l.String()).WithField("digest", dgst).
+			WithField("until", until.Format(time.RFC3339)).Warn("heal source did not answer; healing on without it, skipping it meanwhile")
+	}
+	return info, fmt.Errorf("%w (taken as absent: %w)", err, errdefs.ErrNotFound)
+}
+
+// down reports whether the source is being skipped, and until when.
+func (l *lastResort) down() (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until, l.now().Before(l.until)
+}
+
+// markDown skips the source for sourceDownFor; first is set for the
+// failure that took it down (others, in flight with it, log nothing).
+func (l *lastResort) markDown() (until time.Time, first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	first = !now.Before(l.until)
+	if first {
+		l.until = now.Add(sourceDownFor)
+	}
+	return l.until, first
 }

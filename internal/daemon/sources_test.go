@@ -2,18 +2,26 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
 
 	"github.com/regmend/regmend/internal/imagetest"
 	"github.com/regmend/regmend/resolver/heal"
+	"github.com/regmend/regmend/resolver/registry"
+	"github.com/regmend/regmend/source"
 )
 
 // upstreamCase is an orphan in the edge registry whose layers this node
@@ -177,5 +185,83 @@ func TestSourcesValidated(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("valid sources refused: %v", err)
+	}
+}
+
+// TestLastResortSkipsDownSource: a source that fails is taken as absent
+// and then skipped for 30 s, logged once however many heals ask at once;
+// after that it is asked again. A cancelled caller gets its own error, not
+// absence, and does not take the source down.
+func TestLastResortSkipsDownSource(t *testing.T) {
+	up := imagetest.NewRegistry(t)
+	up.SetFault(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	remote, err := registry.NewRemote(registry.WithHostsDir(up.HostsDir), registry.WithRetry(2, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.NewRegistry(context.Background(), remote, up.Host, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf imagetest.SyncBuffer
+	logger := logrus.New()
+	logger.SetOutput(&buf)
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+	now := time.Unix(1_000_000, 0)
+	l := newLastResort(src)
+	var mu sync.Mutex
+	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := l.Info(cancelled, digest.FromString("x")); !errors.Is(err, context.Canceled) || errdefs.IsNotFound(err) {
+		t.Errorf("Info with the caller cancelled = %v, want context.Canceled, not absence", err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = l.Info(ctx, digest.FromString(fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errdefs.IsNotFound(err) {
+			t.Errorf("Info %d from a source answering 503 = %v, want taken as absent", i, err)
+		}
+	}
+	if n := strings.Count(buf.String(), "heal source did not answer"); n != 1 {
+		t.Errorf("%d warnings for one source down, want 1:\n%s", n, buf.String())
+	}
+	asked := len(up.Log.All())
+	if asked == 0 {
+		t.Fatal("the source was never asked")
+	}
+	for i := range 5 {
+		if _, err := l.Info(ctx, digest.FromString(fmt.Sprint("later", i))); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "skipped") {
+			t.Errorf("Info while the source is down = %v, want absent, skipped", err)
+		}
+	}
+	if n := len(up.Log.All()); n != asked {
+		t.Errorf("the source was asked %d more times while down, want none", n-asked)
+	}
+
+	mu.Lock()
+	now = now.Add(sourceDownFor)
+	mu.Unlock()
+	if _, err := l.Info(ctx, digest.FromString("after")); !errdefs.IsNotFound(err) || strings.Contains(err.Error(), "skipped") {
+		t.Errorf("Info once the 30 s are over = %v, want the source asked again", err)
+	}
+	if len(up.Log.All()) == asked {
+		t.Error("the source was not asked again after 30 s")
+	}
+	if n := strings.Count(buf.String(), "heal source did not answer"); n != 2 {
+		t.Errorf("%d warnings after it failed again, want 2", n)
 	}
 }

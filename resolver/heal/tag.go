@@ -47,31 +47,60 @@ func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (
 	return h.bindTag(ctx, sess, t, tag, t.Root, move, "tag", "--force-tag moves it")
 }
 
-// bindTag points tag at desc, in t's closure. what names the tag in errors
-// ("retention tag"); refusal says, when the tag points elsewhere and move
-// is unset, what the user can do about it. A tag PUT pushes the manifest:
-// one the deny list names now is refused, as a denied root is.
-func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, t Target, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (TagBinding, error) {
-	b := TagBinding{Tag: tag, Digest: desc.Digest}
-	if entry, ok := h.deniedNow(t, desc.Digest); ok { // deny.go
-		b.Digest = ""
-		return b, fmt.Errorf("%s %s: %s: %w", what, sess.Ref(":"+tag), deniedReason(entry), errDenied)
+// PreviewTag reports what BindTag would do, writing nothing: the binding
+// it would report (Unchanged, Moved with Previous, or a new tag) or the
+// same refusal, so a caller can refuse before it pushes anything.
+func (h *Healer) PreviewTag(ctx context.Context, t Target, tag string, move bool) (TagBinding, error) {
+	if err := imageref.ValidateTag(tag); err != nil {
+		return TagBinding{}, err
 	}
+	sess, err := h.remote.Session(ctx, t.Registry, t.Repository)
+	if err != nil {
+		return TagBinding{}, err
+	}
+	b, _, err := previewTag(ctx, sess, tag, t.Root, move, "tag", "--force-tag moves it")
+	if err == nil && b.Previous != "" && !b.Unchanged {
+		b.Moved = true
+	}
+	return b, err
+}
+
+// previewTag reads where tag points (found: it exists) and says what
+// binding it to desc would do. what names the tag in errors ("retention
+// tag"); refusal says, when the tag points elsewhere and move is unset,
+// what the user can do about it.
+func previewTag(ctx context.Context, sess *registry.Session, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (b TagBinding, found bool, err error) {
+	b = TagBinding{Tag: tag, Digest: desc.Digest}
 	cur, ok, err := sess.TagDigest(ctx, tag)
 	if err != nil {
-		return b, fmt.Errorf("%s %s: %w", what, tag, err)
+		return b, false, fmt.Errorf("%s %s: %w", what, tag, err)
 	}
 	if ok {
 		b.Previous = cur
 		if cur == desc.Digest {
 			b.Unchanged = true
-			return b, nil
+			return b, true, nil
 		}
 		if !move {
 			b.Digest = cur
-			return b, fmt.Errorf("%s %s points at %s, not %s; %s: %w", what, sess.Ref(":"+tag), cur, desc.Digest, refusal, errdefs.ErrFailedPrecondition)
+			return b, true, fmt.Errorf("%s %s points at %s, not %s; %s: %w", what, sess.Ref(":"+tag), cur, desc.Digest, refusal, errdefs.ErrFailedPrecondition)
 		}
 	}
+	return b, ok, nil
+}
+
+// bindTag points tag at desc, in t's closure, as previewTag says. A tag
+// PUT pushes the manifest: one the deny list names now is refused, as a
+// denied root is.
+func (h *Healer) bindTag(ctx context.Context, sess *registry.Session, t Target, tag string, desc ocispec.Descriptor, move bool, what, refusal string) (TagBinding, error) {
+	if entry, ok := h.deniedNow(t, desc.Digest); ok { // deny.go
+		return TagBinding{Tag: tag}, fmt.Errorf("%s %s: %s: %w", what, sess.Ref(":"+tag), deniedReason(entry), errDenied)
+	}
+	b, ok, err := previewTag(ctx, sess, tag, desc, move, what, refusal)
+	if err != nil || b.Unchanged {
+		return b, err
+	}
+	cur := b.Previous
 	doc, err := content.ReadDocument(ctx, h.store, desc)
 	if err != nil {
 		return b, fmt.Errorf("%s %s: %w", what, tag, err)

@@ -108,3 +108,34 @@ func TestBindTagRefusesBadTag(t *testing.T) {
 		t.Errorf("requests = %v, want none for an invalid tag", reqs)
 	}
 }
+
+// TestPreviewTagWritesNothing: PreviewTag says what BindTag would do (bind
+// an absent tag, leave one on the root, refuse or move one elsewhere) and
+// writes nothing.
+func TestPreviewTagWritesNothing(t *testing.T) {
+	f, old, img := tagFixture(t, true)
+	imagetest.PutManifest(t, f.Base, "app", "same", img.Blob)
+	f.Log.Reset()
+	ctx, target := context.Background(), f.Target("app", img)
+
+	if b, err := f.Healer.PreviewTag(ctx, target, "v2", false); err != nil || b != (heal.TagBinding{Tag: "v2", Digest: img.Desc.Digest}) {
+		t.Errorf("preview absent = %+v, %v; want it bound to %s", b, err, img.Desc.Digest)
+	}
+	if b, err := f.Healer.PreviewTag(ctx, target, "same", false); err != nil || !b.Unchanged {
+		t.Errorf("preview same = %+v, %v; want unchanged", b, err)
+	}
+	_, err := f.Healer.PreviewTag(ctx, target, "v1", false)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), old.Desc.Digest.String()) || !strings.Contains(err.Error(), "--force-tag") {
+		t.Errorf("preview elsewhere = %v, want a refusal naming %s and --force-tag", err, old.Desc.Digest)
+	}
+	want := heal.TagBinding{Tag: "v1", Digest: img.Desc.Digest, Previous: old.Desc.Digest, Moved: true}
+	if b, err := f.Healer.PreviewTag(ctx, target, "v1", true); err != nil || b != want {
+		t.Errorf("preview move = %+v, %v; want %+v", b, err, want)
+	}
+	if w := f.Log.Writes(); len(w) != 0 {
+		t.Errorf("writes = %v, want none", w)
+	}
+	if got := imagetest.TagDigest(t, f.Base, "app", "v1"); got != old.Desc.Digest {
+		t.Errorf("tag v1 = %q, want it left on %s", got, old.Desc.Digest)
+	}
+}
