@@ -88,7 +88,8 @@ test: build tools lint
 
 # The chart on a one-node cluster (etcd, kube-apiserver, controller-manager,
 # scheduler, kubelet) on the test containerd: install as the README says,
-# heal an orphan, uninstall. Run after `make test` by .ci/run.
+# heal an orphan (Events on the Node), deny a digest through the chart's
+# ConfigMap, uninstall. Run after `make test` by .ci/run.
 test-kube: build tools kube-tools image
 	$(GO) test -count=1 -timeout 20m -v ./test/kube/...
 
