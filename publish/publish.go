@@ -94,14 +94,14 @@ func write(ref name.Reference, s *store, root ocispec.Descriptor, opts []Option)
 	// remote.WriteIndex.
 	if _, err := h.BindTag(o.ctx, t, tag, true); err != nil {
 		err = fmt.Errorf("publish %s: tag %s: %w", ref, tag, err)
-		if !res.RootWasMissing {
+		// A root pushed for the tag, which is not bound: the retention
+		// tag keeps it from the next GC instead.
+		rt, rerr := h.KeepRoot(o.ctx, t, res)
+		switch {
+		case rerr != nil:
+			return errors.Join(err, fmt.Errorf("publish %s: %w", ref, rerr))
+		case rt == "":
 			return err
-		}
-		// The root was pushed for the tag, which is not bound: the
-		// retention tag keeps it from the next GC instead.
-		rt := heal.RetentionTag(root.Digest)
-		if _, rerr := h.BindTag(o.ctx, t, rt, false); rerr != nil {
-			return errors.Join(err, fmt.Errorf("publish %s: root %s pushed untagged: %w", ref, root.Digest, rerr))
 		}
 		return fmt.Errorf("%w; retention tag %s bound so the next garbage collection keeps %s", err, rt, root.Digest)
 	}

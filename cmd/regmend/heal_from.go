@@ -107,30 +107,21 @@ func healFrom(ctx context.Context, cmd *cli.Command, specs []string, dest imageR
 	return out.flush()
 }
 
-// keepRoot binds the root's retention tag when keep is set and this heal
-// pushed the root (the registry lacked it) but the user's tag was not
-// bound (cause says why), so the next garbage collection keeps it. It
-// returns cause, saying what was bound or that binding failed too.
+// keepRoot binds the root's retention tag (Healer.KeepRoot) when keep is
+// set and the user's tag was not bound (cause says why). It returns cause,
+// saying what was bound or that binding failed too.
 func keepRoot(ctx context.Context, h *heal.Healer, t heal.Target, res *heal.Result, keep bool, cause error) error {
-	if !keep || len(res.RetentionTags) > 0 || !rootPushed(res, t) {
+	if !keep {
 		return cause
 	}
-	rt := heal.RetentionTag(t.Root.Digest)
-	if _, err := h.BindTag(ctx, t, rt, false); err != nil {
-		return errors.Join(cause, fmt.Errorf("the root %s was pushed untagged and the next garbage collection may delete it: %w", t.Root.Digest, err))
+	rt, err := h.KeepRoot(ctx, t, res)
+	switch {
+	case err != nil:
+		return errors.Join(cause, err)
+	case rt == "":
+		return cause
 	}
-	res.RetentionTags = append(res.RetentionTags, rt)
 	return fmt.Errorf("%w; retention tag %s bound instead, so the next garbage collection keeps the root %s", cause, rt, t.Root.Digest)
-}
-
-// rootPushed reports whether the heal pushed t's root.
-func rootPushed(res *heal.Result, t heal.Target) bool {
-	for _, n := range res.Nodes {
-		if n.Digest == t.Root.Digest {
-			return n.Status == heal.StatusPushed
-		}
-	}
-	return false
 }
 
 // tagPlan is what a heal would do to --tag, as a dry run reports it:

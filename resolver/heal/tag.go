@@ -47,6 +47,33 @@ func (h *Healer) BindTag(ctx context.Context, t Target, tag string, move bool) (
 	return h.bindTag(ctx, sess, t, tag, t.Root, move, "tag", "--force-tag moves it")
 }
 
+// KeepRoot binds t's retention tag when res, a heal of t, pushed the root
+// (the registry lacked it) and bound no retention tag: for a caller whose
+// own tag was to keep the root and could not be bound, so the next garbage
+// collection does not take it. It returns the tag bound, or "" when none
+// was needed.
+func (h *Healer) KeepRoot(ctx context.Context, t Target, res *Result) (string, error) {
+	if !res.RootWasMissing || len(res.RetentionTags) > 0 || !rootPushed(res, t) {
+		return "", nil
+	}
+	rt := RetentionTag(t.Root.Digest)
+	if _, err := h.BindTag(ctx, t, rt, false); err != nil {
+		return "", fmt.Errorf("the root %s was pushed untagged and the next garbage collection may delete it: %w", t.Root.Digest, err)
+	}
+	res.RetentionTags = append(res.RetentionTags, rt)
+	return rt, nil
+}
+
+// rootPushed reports whether res pushed t's root.
+func rootPushed(res *Result, t Target) bool {
+	for _, n := range res.Nodes {
+		if n.Digest == t.Root.Digest {
+			return n.Status == StatusPushed
+		}
+	}
+	return false
+}
+
 // PreviewTag reports what BindTag would do, writing nothing: the binding
 // it would report (Unchanged, Moved with Previous, or a new tag) or the
 // same refusal, so a caller can refuse before it pushes anything.

@@ -70,15 +70,7 @@ func (s *Session) pullScoped(ctx context.Context) context.Context {
 
 // headPull is head with a pull-only scope.
 func (s *Session) headPull(ctx context.Context, kind, ref string) (*http.Response, error) {
-	ctx = s.pullScoped(ctx)
-	u := s.endpoint(kind, ref).String()
-	var resp *http.Response
-	err := s.retry.do(ctx, func() error {
-		var err error
-		resp, err = s.headOnce(ctx, u, true)
-		return err
-	})
-	return resp, err
+	return s.headIn(s.pullScoped(ctx), kind, ref)
 }
 
 // Stat asks the registry for dgst as a manifest (HEAD manifests/<dgst>,

@@ -88,7 +88,11 @@ func (s *Session) scoped(ctx context.Context) context.Context {
 // push host that is not the registry, as containerd asks such a host) and
 // returns the answer with its body closed. 404 is an answer, not an error.
 func (s *Session) head(ctx context.Context, kind, ref string) (*http.Response, error) {
-	ctx = s.scoped(ctx)
+	return s.headIn(s.scoped(ctx), kind, ref)
+}
+
+// headIn is head in ctx, whose token scope the caller chose.
+func (s *Session) headIn(ctx context.Context, kind, ref string) (*http.Response, error) {
 	u := s.endpoint(kind, ref).String()
 	var resp *http.Response
 	err := s.retry.do(ctx, func() error {
